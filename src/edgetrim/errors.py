@@ -15,6 +15,10 @@ class InvalidReferenceError(EdgetrimError):
     """An image reference is malformed or names a transport edgetrim does not support."""
 
 
+class InvalidOptionError(EdgetrimError):
+    """A command-line option has a value edgetrim cannot use."""
+
+
 class ImageNotFoundError(EdgetrimError):
     """The image a reference names does not exist (missing path, unknown tag, unknown ref)."""
 
@@ -29,6 +33,14 @@ class DigestMismatchError(ImageFormatError):
 
 class UnsafeLayerError(ImageFormatError):
     """A layer tar tries to write outside its root or holds an entry edgetrim must reject."""
+
+
+class ImageWriteError(EdgetrimError):
+    """An image could not be written: the destination folder is missing, not writable or full."""
+
+
+class DockerEngineError(EdgetrimError):
+    """The Docker engine did not answer or rejected a request."""
 
 
 class ToolMissingError(EdgetrimError):

@@ -1,0 +1,5 @@
+"""Allow ``python -m edgetrim``."""
+
+from edgetrim.cli.main import main
+
+main()

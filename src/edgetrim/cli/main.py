@@ -1,0 +1,65 @@
+"""The ``edgetrim`` command: global options, logging, and the mapping of errors to exit codes.
+
+Exit codes: 0 success, 1 a check failed (verification or a policy), 2 an error in the input or
+the environment. Expected errors print one line; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from edgetrim import __version__
+from edgetrim.cli.minimize import minimize_command
+from edgetrim.errors import EdgetrimError
+
+INTERNAL_ERROR_EXIT = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgetrim")
+@click.option("-v", "--verbose", count=True, help="Log the steps of a run (-v) or every file event (-vv).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(context: click.Context, verbose: int, debug: bool) -> None:
+    """Fit container images to edge devices."""
+    context.obj = {"debug": debug}
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+cli.add_command(minimize_command)
+
+
+def main() -> None:
+    """Run the CLI and turn exceptions into exit codes and one-line messages."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgetrim: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except EdgetrimError as exc:
+        if debug:
+            raise
+        click.echo(f"edgetrim: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("edgetrim: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last resort for bugs, with a way to see them
+        if debug:
+            raise
+        click.echo(f"edgetrim: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", err=True)
+        sys.exit(INTERNAL_ERROR_EXIT)
+
+
+if __name__ == "__main__":
+    main()

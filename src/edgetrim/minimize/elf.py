@@ -1,0 +1,136 @@
+"""Static ELF dependencies: the program interpreter and the DT_NEEDED libraries of a binary.
+
+Libraries are searched the way glibc's ld.so does, inside the image: DT_RPATH (when there is
+no DT_RUNPATH), LD_LIBRARY_PATH from the image's env, DT_RUNPATH, the directories of
+/etc/ld.so.conf, then the default directories. ``$ORIGIN`` is the binary's own directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+
+from edgetrim.fs.tree import FileTree
+
+log = logging.getLogger(__name__)
+
+ELF_MAGIC = b"\x7fELF"
+MULTIARCH = {"EM_X86_64": "x86_64-linux-gnu", "EM_AARCH64": "aarch64-linux-gnu", "EM_ARM": "arm-linux-gnueabihf", "EM_386": "i386-linux-gnu"}
+
+
+@dataclass
+class ElfInfo:
+    """The dynamic-linking facts of one ELF file."""
+
+    machine: str
+    elf_class: int
+    interpreter: str = ""
+    needed: list[str] = field(default_factory=list)
+    rpath: list[str] = field(default_factory=list)
+    runpath: list[str] = field(default_factory=list)
+
+
+def read_elf(path: Path) -> ElfInfo | None:
+    """Read an ELF file's interpreter and dynamic section; None if it is not a valid ELF file."""
+    try:
+        with open(path, "rb") as stream:
+            if stream.read(4) != ELF_MAGIC:
+                return None
+            stream.seek(0)
+            elf = ELFFile(stream)
+            info = ElfInfo(machine=elf["e_machine"], elf_class=elf.elfclass)
+            for segment in elf.iter_segments():
+                if segment["p_type"] == "PT_INTERP":
+                    info.interpreter = segment.get_interp_name()
+            for section in elf.iter_sections():
+                if not isinstance(section, DynamicSection):
+                    continue
+                for tag in section.iter_tags():
+                    if tag.entry.d_tag == "DT_NEEDED":
+                        info.needed.append(tag.needed)
+                    elif tag.entry.d_tag == "DT_RPATH":
+                        info.rpath.extend(tag.rpath.split(":"))
+                    elif tag.entry.d_tag == "DT_RUNPATH":
+                        info.runpath.extend(tag.runpath.split(":"))
+            return info
+    except (ELFError, OSError, ValueError, KeyError) as exc:
+        log.debug("not a readable ELF file: %s (%s)", path, exc)
+        return None
+
+
+class LibraryResolver:
+    """Find DT_NEEDED libraries in an image the way its dynamic loader would."""
+
+    def __init__(self, tree: FileTree, rootfs: Path, env: list[str]):
+        self._tree = tree
+        self._rootfs = rootfs
+        library_path = next((e[16:] for e in env if e.startswith("LD_LIBRARY_PATH=")), "")
+        self._env_dirs = [d for d in library_path.split(":") if d]
+        self._conf_dirs = _ld_so_conf_dirs(rootfs, "/etc/ld.so.conf", depth=0)
+        self._compatible: dict[str, bool] = {}
+
+    def default_dirs(self, info: ElfInfo) -> list[str]:
+        triplet = MULTIARCH.get(info.machine, "")
+        dirs = [f"/lib/{triplet}", f"/usr/lib/{triplet}"] if triplet else []
+        suffix = "64" if info.elf_class == 64 else ""
+        return dirs + [f"/lib{suffix}", f"/usr/lib{suffix}", "/lib", "/usr/lib"]
+
+    def find(self, name: str, binary: str, info: ElfInfo) -> str | None:
+        """Return the resolved path of library ``name`` needed by ``binary``, or None."""
+        if "/" in name:
+            return self._existing(posixpath.normpath(posixpath.join(posixpath.dirname(binary), name)), info)
+        origin = posixpath.dirname(binary)
+        search = (info.rpath if not info.runpath else []) + self._env_dirs + info.runpath
+        search = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in search]
+        for directory in [*search, *self._conf_dirs, *self.default_dirs(info)]:
+            found = self._existing(posixpath.join(directory, name), info)
+            if found:
+                return found
+        return None
+
+    def symlinks_to(self, path: str) -> list[str]:
+        return self._tree.resolve(path).symlinks
+
+    def _existing(self, path: str, info: ElfInfo) -> str | None:
+        resolved = self._tree.resolve(path).path
+        entry = self._tree.get(resolved) if resolved else None
+        if entry is None or entry.is_dir:
+            return None
+        # A library of another architecture (a /lib32 copy, say) is skipped, as ld.so does.
+        if resolved not in self._compatible:
+            other = read_elf(self._rootfs / resolved.lstrip("/"))
+            self._compatible[resolved] = bool(
+                other and other.machine == info.machine and other.elf_class == info.elf_class
+            )
+        return path if self._compatible[resolved] else None
+
+
+def _ld_so_conf_dirs(rootfs: Path, conf: str, *, depth: int) -> list[str]:
+    """Read the library directories of an ld.so.conf inside the rootfs, following includes."""
+    if depth > 8:
+        return []
+    target = rootfs / conf.lstrip("/")
+    # A symlinked /etc/ld.so.conf.d in a hostile image must not make edgetrim read host files.
+    if target.is_symlink() or not target.is_file() or not target.resolve().is_relative_to(rootfs.resolve()):
+        return []
+    dirs: list[str] = []
+    for line in target.read_text(errors="replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("include "):
+            pattern = line.split(None, 1)[1]
+            if not pattern.startswith("/"):
+                pattern = posixpath.join(posixpath.dirname(conf), pattern)
+            for match in sorted(glob.glob(str(rootfs) + pattern)):
+                dirs += _ld_so_conf_dirs(rootfs, "/" + str(Path(match).relative_to(rootfs)), depth=depth + 1)
+        else:
+            dirs.append(line)
+    return dirs

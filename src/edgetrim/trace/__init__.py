@@ -1,0 +1,1 @@
+"""Run an image's own process in runc, traced by strace, and drive it with probes."""

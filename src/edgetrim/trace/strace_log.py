@@ -1,0 +1,218 @@
+"""Turn an ``strace -f -y`` log of ``runc run`` into the container paths the process touched.
+
+strace follows runc itself, which works on host paths until the container's init process calls
+``pivot_root``. Only that process after its pivot, and every process it starts, counts. With
+``-y`` strace prints the path of each file descriptor, including ``AT_FDCWD`` (the working
+directory) and returned descriptors, so relative names and symlinked paths resolve exactly.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+_LINE = re.compile(r"^(\d+)\s+(.*)$")
+_UNFINISHED = " <unfinished ...>"
+_RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>\s?(.*)$")
+_CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(.*)$", re.DOTALL)
+_STRING = r'"((?:[^"\\]|\\.)*)"'
+_FD_PATH = r"<((?:[^>\\]|\\.)*)>"
+# A dirfd with its path followed by a name relative to it, or a plain quoted name.
+_OPERAND = re.compile(rf"(?:\b(?:\d+|AT_FDCWD){_FD_PATH},\s*{_STRING})|{_STRING}")
+_RETURNED_FD = re.compile(rf"^\d+{_FD_PATH}")
+_FD_ARG = re.compile(rf"^\d+{_FD_PATH}")
+_TRANSLATED_PID = re.compile(r"^\d+ /\* (\d+) in strace's PID NS \*/")
+_CLONE_CALLS = frozenset({"clone", "clone3", "fork", "vfork"})
+_SKIPPED_CALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "execveat"})
+# Which quoted operands of a call are paths; the default is the first one only. Later strings
+# are values, for example the target text of a symlink or the buffer filled by readlink.
+_PATH_OPERANDS: dict[str, tuple[int, ...]] = {
+    "symlink": (1,),
+    "symlinkat": (1,),
+    "rename": (0, 1),
+    "renameat": (0, 1),
+    "renameat2": (0, 1),
+    "link": (0, 1),
+    "linkat": (0, 1),
+}
+_IGNORED_TREES = ("/proc", "/sys", "/dev")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "\\": "\\", '"': '"'}
+
+
+def unescape(text: str) -> str:
+    """Decode strace's C-style escapes (``\\n``, ``\\ooo``, ``\\xHH``) in a printed string.
+
+    Bytes that are not UTF-8 come back as surrogate escapes, as ``os.fsdecode`` would give them.
+    """
+    if "\\" not in text:
+        return text
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\" or i + 1 == len(text):
+            out += char.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "x":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        elif nxt.isdigit():
+            digits = re.match(r"[0-7]{1,3}", text[i + 1 :])
+            assert digits is not None
+            out.append(int(digits.group(0), 8) & 0xFF)
+            i += 1 + len(digits.group(0))
+        else:
+            out += _ESCAPES.get(nxt, nxt).encode()
+            i += 2
+    return out.decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class _Process:
+    parent: int | None = None
+    pivot_line: int | None = None
+    cwd: str = "/"
+
+
+@dataclass
+class TraceSummary:
+    """What the container's processes did to files: every absolute path they named or opened."""
+
+    paths: set[str] = field(default_factory=set)
+    executed: list[str] = field(default_factory=list)
+    processes: int = 0
+
+
+def _joined_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Yield (pid, text) for each syscall, with ``unfinished``/``resumed`` halves joined."""
+    pending: dict[int, str] = {}
+    for raw in lines:
+        match = _LINE.match(raw.rstrip("\n"))
+        if not match:
+            continue
+        pid, rest = int(match.group(1)), match.group(2)
+        if rest.startswith(("---", "+++")):
+            continue
+        if rest.endswith(_UNFINISHED):
+            pending[pid] = rest[: -len(_UNFINISHED)]
+            continue
+        resumed = _RESUMED.match(rest)
+        if resumed:
+            rest = pending.pop(pid, resumed.group(1) + "(") + resumed.group(2)
+        yield pid, rest
+
+
+def _resolve(base: str, name: str) -> str:
+    return posixpath.normpath(posixpath.join(base, name)) if name else posixpath.normpath(base)
+
+
+def _operand_paths(call: str, args: str, cwd: str) -> list[str]:
+    operands: list[str] = []
+    for match in _OPERAND.finditer(args):
+        if match.group(1) is not None:
+            operands.append(_resolve(unescape(match.group(1)), unescape(match.group(2))))
+        else:
+            operands.append(_resolve(cwd, unescape(match.group(3))))
+    wanted = _PATH_OPERANDS.get(call, (0,))
+    return [operands[i] for i in wanted if i < len(operands)]
+
+
+def parse(lines: Iterable[str], *, host_prefixes: tuple[str, ...] = ()) -> TraceSummary:
+    """Collect the container paths from an strace log.
+
+    ``host_prefixes`` are host directories (the bundle, runc's state) whose paths can show up
+    in descriptors that runc opened before the pivot; they are dropped.
+    """
+    records = list(_joined_lines(lines))
+    processes: dict[int, _Process] = {}
+    for number, (pid, text) in enumerate(records):
+        process = processes.setdefault(pid, _Process())
+        call = _CALL.match(text)
+        if not call:
+            continue
+        name, result = call.group(1), call.group(3)
+        if name == "pivot_root" and result.startswith("0") and process.pivot_line is None:
+            process.pivot_line = number
+        elif name in _CLONE_CALLS and _child_pid(result) is not None:
+            processes.setdefault(_child_pid(result), _Process()).parent = pid  # type: ignore[arg-type]
+
+    def inside(pid: int, number: int) -> bool:
+        seen = set()
+        current: int | None = pid
+        while current is not None and current not in seen:
+            seen.add(current)
+            process = processes[current]
+            if process.pivot_line is not None:
+                return current != pid or number > process.pivot_line
+            current = process.parent
+            if current is not None and current not in processes:
+                return False
+        return False
+
+    summary = TraceSummary()
+    counted: set[int] = set()
+    for number, (pid, text) in enumerate(records):
+        call = _CALL.match(text)
+        if not call or not inside(pid, number):
+            continue
+        counted.add(pid)
+        name, args, result = call.groups()
+        process = processes[pid]
+        found = _paths_of_call(name, args, result, process)
+        child = _child_pid(result) if name in _CLONE_CALLS else None
+        if child is not None:
+            processes[child].cwd = process.cwd
+        if name == "execve" and found and not result.startswith("-1"):
+            summary.executed.append(found[0])
+        for path in found:
+            if _kept(path, host_prefixes):
+                summary.paths.add(path)
+    summary.processes = len(counted)
+    return summary
+
+
+def _child_pid(result: str) -> int | None:
+    """Return the host pid of the child that a clone, fork or vfork returned.
+
+    Inside the container's pid namespace the call returns the namespace pid; with
+    ``--decode-pids=pidns`` strace adds the host pid as ``7 /* 19165 in strace's PID NS */``.
+    """
+    translated = _TRANSLATED_PID.match(result)
+    if translated:
+        return int(translated.group(1))
+    first = result.split(" ")[0]
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+def _paths_of_call(name: str, args: str, result: str, process: _Process) -> list[str]:
+    """Return the paths one call touched and keep the process's working directory current."""
+    cwd_match = re.search(rf"AT_FDCWD{_FD_PATH}", args)
+    if cwd_match:
+        process.cwd = unescape(cwd_match.group(1))
+    if name in _SKIPPED_CALLS:
+        return []
+    found = _operand_paths(name, args, process.cwd)
+    returned = _RETURNED_FD.match(result)
+    if returned:
+        found.append(unescape(returned.group(1)))
+    if not result.startswith("-1"):
+        if name == "chdir" and found:
+            process.cwd = found[0]
+        elif name == "fchdir":
+            fd_arg = _FD_ARG.match(args)
+            if fd_arg:
+                process.cwd = unescape(fd_arg.group(1))
+    return found
+
+
+def _kept(path: str, host_prefixes: tuple[str, ...]) -> bool:
+    if not path.startswith("/") or path.endswith(" (deleted)"):
+        return False
+    for tree in (*_IGNORED_TREES, *host_prefixes):
+        if path == tree or path.startswith(tree.rstrip("/") + "/"):
+            return False
+    return True
