@@ -26,9 +26,13 @@ class FileEntry:
     ``path`` is absolute and normalized (``/usr/bin/python3``; the root is ``/``). ``mode``
     holds the permission bits including setuid, setgid and sticky, without the file-type bits.
     ``link_target`` is the symlink's target as written, or for a hardlink the absolute path of
-    the entry it links to. ``digest`` is the sha256 hex of a regular file's content (for a
-    hardlink, of the content it shares). ``layer`` is the index of the layer that last wrote
-    the entry, base layer 0.
+    the regular file it shares an inode with (the start of a chain of links, which a later
+    layer may have deleted or replaced). ``digest`` is the sha256 hex of a regular file's
+    content (for a hardlink, of the content it shares). ``layer`` is the index of the layer
+    that last wrote the entry, base layer 0. For a hardlink, ``link_layer`` is the index of the
+    layer whose tar holds that content as the regular-file member ``link_target``. A hardlink's
+    mode, owner, mtime and xattrs are copied from the file it links to, because an inode has
+    only one set of them.
     """
 
     path: str
@@ -46,6 +50,7 @@ class FileEntry:
     gname: str = ""
     devmajor: int = 0
     devminor: int = 0
+    link_layer: int = 0
 
     @property
     def is_dir(self) -> bool:
