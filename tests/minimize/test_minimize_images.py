@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -141,5 +142,8 @@ def test_same_keep_gives_same_digest(batch_job, runtime_tools, tmp_path):
     second = edgetrim("minimize", f"docker-daemon:{batch_job}", f"oci:{tmp_path / 'b'}:min", "--cmd-probe")
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    digest = [line for line in first.stdout.splitlines() if line.startswith("wrote")][0].split("(")[1]
-    assert digest in second.stdout
+    first_digest = re.search(r"\((sha256:[0-9a-f]{64})\)", first.stdout)
+    second_digest = re.search(r"\((sha256:[0-9a-f]{64})\)", second.stdout)
+    assert first_digest is not None, first.stdout
+    assert second_digest is not None, second.stdout
+    assert first_digest.group(1) == second_digest.group(1)

@@ -92,7 +92,7 @@ class ImageConfig:
             self.diff_ids = [
                 Digest.parse(d, context=f"{name} rootfs.diff_ids") for d in rootfs.get("diff_ids") or []
             ]
-        except AttributeError as exc:
+        except (AttributeError, TypeError) as exc:
             raise ImageFormatError(f"{name}: rootfs.diff_ids is not a list") from exc
 
     @property

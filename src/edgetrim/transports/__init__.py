@@ -1,0 +1,126 @@
+"""Read and write images by reference, with no Docker engine needed except for docker-daemon:.
+
+References use skopeo's transport syntax::
+
+    docker-archive:PATH[:NAME[:TAG]]   a docker save archive (or a folder it was extracted to)
+    oci:DIR[:REF]                      an OCI image layout folder
+    docker-daemon:NAME[:TAG]           an image in the Docker engine that DOCKER_HOST names
+    docker-daemon:sha256:<image id>    the same, by image ID (reading only)
+
+``@N`` in place of NAME or REF selects the N-th image of a multi-image archive or layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from edgetrim.errors import ImageNotFoundError, InvalidReferenceError
+from edgetrim.image.digest import Digest
+from edgetrim.image.model import Image, Platform
+from edgetrim.transports.docker_archive import read_docker_archive, write_docker_archive
+from edgetrim.transports.docker_daemon import read_docker_daemon, write_docker_daemon
+from edgetrim.transports.oci_layout import platform_matches, read_oci_layout, write_oci_layout
+from edgetrim.transports.reference import (
+    ImageReference,
+    Transport,
+    check_oci_ref,
+    normalize_docker_name,
+    parse_reference,
+)
+
+__all__ = [
+    "ImageReference",
+    "Transport",
+    "open_image",
+    "parse_reference",
+    "write_image",
+]
+
+
+@contextlib.contextmanager
+def open_image(reference: str, *, platform: Platform | None = None) -> Iterator[Image]:
+    """Open the image that ``reference`` names and release its files when the block exits.
+
+    ``platform`` chooses from a multi-platform index; without it the host's platform is
+    used. When ``platform`` is given, an image built for another platform raises
+    ImageNotFoundError. Layers can be read only inside the block, because the image may
+    read from temporary files that are deleted at its end.
+    """
+    ref = parse_reference(reference)
+    with _open(ref, platform) as image:
+        if platform is not None and not platform_matches(image.config.platform, platform):
+            raise ImageNotFoundError(
+                f"{reference}: the image is for {image.config.platform}, not for the "
+                f"requested platform {platform}"
+            )
+        yield image
+
+
+def _open(
+    ref: ImageReference, platform: Platform | None
+) -> contextlib.AbstractContextManager[Image]:
+    display = ref.text
+    if ref.transport is Transport.DOCKER_ARCHIVE:
+        assert ref.path is not None
+        return read_docker_archive(
+            ref.path,
+            name=ref.name,
+            source_index=ref.source_index,
+            platform=platform,
+            display=display,
+        )
+    if ref.transport is Transport.OCI:
+        assert ref.path is not None
+        return read_oci_layout(
+            ref.path,
+            ref=ref.name,
+            source_index=ref.source_index,
+            platform=platform,
+            display=display,
+        )
+    assert ref.name is not None
+    return read_docker_daemon(ref.name, platform=platform)
+
+
+def write_image(image: Image, reference: str, *, tag: str | None = None) -> Digest:
+    """Write ``image`` to ``reference`` and return the digest that identifies it there.
+
+    For oci: that is the digest of the manifest written. docker archives and the Docker
+    engine store no manifest, so for docker-archive: and docker-daemon: it is the config
+    digest, which Docker uses as the image ID. ``tag`` is the name to record when the
+    reference has none: ``NAME[:TAG]`` for the Docker transports, a ref name for oci.
+    """
+    ref = parse_reference(reference)
+    if ref.source_index is not None:
+        raise InvalidReferenceError(
+            f"{reference}: @INDEX selects an image to read; name the image to write instead"
+        )
+    name = _name_to_write(ref, tag)
+    if ref.transport is Transport.DOCKER_ARCHIVE:
+        assert ref.path is not None
+        return write_docker_archive(image, ref.path, repo_tags=[name] if name else [])
+    if ref.transport is Transport.OCI:
+        assert ref.path is not None
+        return write_oci_layout(image, ref.path, ref=name)
+    if name is None or ref.is_image_id:
+        raise InvalidReferenceError(
+            f"{reference}: docker-daemon: needs NAME[:TAG] to write an image, not an image ID"
+        )
+    return write_docker_daemon(image, name)
+
+
+def _name_to_write(ref: ImageReference, tag: str | None) -> str | None:
+    if tag is None:
+        return ref.name
+    check = check_oci_ref if ref.transport is Transport.OCI else normalize_docker_name
+    try:
+        normalized = check(tag)
+    except ValueError as exc:
+        raise InvalidReferenceError(f"{ref.text}: invalid tag {tag!r}: {exc}") from None
+    if ref.name is not None and ref.name != normalized:
+        raise InvalidReferenceError(
+            f"{ref.text}: the reference names {ref.name} but tag {tag!r} was also given; "
+            "pass only one"
+        )
+    return normalized

@@ -1,0 +1,332 @@
+"""Read and write docker archives, the tar files of ``docker save`` and ``docker load``.
+
+Reading accepts these layouts:
+
+- ``manifest.json`` with ``Config``, ``RepoTags`` and ``Layers`` (Docker 1.10 and later, and
+  go-containerregistry's tarball format with ``sha256:<hex>`` configs and ``.tar.gz`` layers).
+- The Docker 25+ layout, which adds an OCI layout beside ``manifest.json``. It is read
+  through ``manifest.json``, so it loads even when index.json lists ``"manifests": null``.
+- The layout before Docker 1.10, with only ``repositories`` and ``<id>/json``.
+- An OCI image layout packed in a tar with no ``manifest.json``.
+- Any of these compressed as a whole with gzip or zstd, or extracted into a folder.
+
+Docker archives record no digest for stored layer blobs. An uncompressed layer's blob digest
+is its diff ID, which every read verifies. A compressed layer is hashed once when the archive
+is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from edgetrim.errors import (
+    ImageFormatError,
+    ImageNotFoundError,
+    ImageWriteError,
+    InvalidReferenceError,
+)
+from edgetrim.image.compression import Compression, decompress, sniff
+from edgetrim.image.digest import Digest
+from edgetrim.image.model import Descriptor, Image, ImageConfig, Layer, Platform
+from edgetrim.transports import _blobs, _docker_legacy, oci_layout
+from edgetrim.transports._atomic import atomic_file
+from edgetrim.transports._json import (
+    dump_json,
+    expect_object,
+    get_field,
+    get_str_list,
+    parse_descriptor,
+)
+from edgetrim.transports._source import BlobSource, DirectorySource, TarSource
+from edgetrim.transports.reference import normalize_docker_name
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass
+class _Entry:
+    """One image of manifest.json."""
+
+    config: str
+    layers: list[str]
+    repo_tags: list[str]
+    layer_sources: dict[str, Descriptor] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def read_docker_archive(
+    path: Path,
+    *,
+    name: str | None = None,
+    source_index: int | None = None,
+    platform: Platform | None = None,
+    display: str | None = None,
+) -> Iterator[Image]:
+    """Open the image in the docker archive at ``path``, a tar file or an extracted folder.
+
+    ``name`` (``name:tag``) or ``source_index`` selects an image of a multi-image archive.
+    ``platform`` is used only for an OCI layout inside the archive, to choose from an index.
+    ``display`` names the archive in errors. A compressed archive is decompressed into a
+    temporary file, which is deleted when the block exits.
+    """
+    display = display or str(path)
+    with contextlib.ExitStack() as stack:
+        source = _open_source(path, display, stack)
+        yield load_archive(source, name=name, source_index=source_index, platform=platform)
+
+
+def load_archive(
+    source: BlobSource,
+    *,
+    name: str | None = None,
+    source_index: int | None = None,
+    platform: Platform | None = None,
+) -> Image:
+    """Build the selected image from an opened archive, whichever layout it uses."""
+    if source.exists(MANIFEST_FILE):
+        return _load_from_manifest(source, name=name, source_index=source_index)
+    if source.exists(_docker_legacy.REPOSITORIES_FILE):
+        return _docker_legacy.load_legacy(source, name=name, source_index=source_index)
+    if source.exists(oci_layout.INDEX_FILE):
+        return oci_layout.load_layout(
+            source, docker_name=name, source_index=source_index, platform=platform
+        )
+    raise ImageFormatError(
+        f"{source.display}: neither a docker archive (no manifest.json or repositories) nor "
+        "an OCI layout (no index.json); pass an archive written by docker save or skopeo"
+    )
+
+
+def _open_source(path: Path, display: str, stack: contextlib.ExitStack) -> BlobSource:
+    if not path.exists():
+        raise ImageNotFoundError(f"{display}: no such file; check the path of the docker archive")
+    if path.is_dir():
+        return DirectorySource(path, display=display)
+    try:
+        with open(path, "rb") as stream:
+            kind = sniff(stream.read(_blobs.HEAD_SIZE))
+    except OSError as exc:
+        raise ImageFormatError(
+            f"{display}: cannot read ({exc.strerror}); check its permissions"
+        ) from None
+    if kind is not Compression.NONE:
+        path = _decompress_to_temp(path, display, kind, stack)
+    return TarSource(path, display=display)
+
+
+def _decompress_to_temp(
+    path: Path, display: str, kind: Compression, stack: contextlib.ExitStack
+) -> Path:
+    """Decompress a whole compressed archive into a temporary file that ``stack`` deletes."""
+    temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgetrim-archive-"))
+    target = Path(temp) / "archive.tar"
+    logger.info("decompressing %s archive %s into %s", kind.value, display, target)
+    with open(path, "rb") as raw, open(target, "wb") as out:
+        stream = decompress(raw, name=display)
+        try:
+            shutil.copyfileobj(stream, out, _blobs.CHUNK_SIZE)
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            raise ImageFormatError(
+                f"{display}: the {kind.value} data is corrupt or truncated ({exc}); "
+                "export the archive again"
+            ) from None
+    return target
+
+
+def _load_from_manifest(source: BlobSource, *, name: str | None, source_index: int | None) -> Image:
+    where = source.describe(MANIFEST_FILE)
+    document = source.read_json(MANIFEST_FILE)
+    if not isinstance(document, list):
+        kind = "null" if document is None else type(document).__name__
+        raise ImageFormatError(
+            f"{where}: expected a list of images, found {kind}; the archive is corrupt, "
+            "export it again"
+        )
+    if not document:
+        raise ImageFormatError(f"{where}: lists no images; export the image again")
+    entries = [_parse_entry(item, where=f"{where} [{i}]") for i, item in enumerate(document)]
+    entry = _select_entry(entries, source.display, name=name, source_index=source_index)
+    config = ImageConfig(source.read_bytes(entry.config), name=source.describe(entry.config))
+    if len(config.diff_ids) != len(entry.layers):
+        raise ImageFormatError(
+            f"{source.describe(entry.config)}: config lists {len(config.diff_ids)} diff IDs "
+            f"but manifest.json lists {len(entry.layers)} layers; the archive is corrupt"
+        )
+    layers = [
+        _load_layer(source, layer_path, diff_id, entry.layer_sources)
+        for layer_path, diff_id in zip(entry.layers, config.diff_ids, strict=True)
+    ]
+    return Image(config, layers, names=list(entry.repo_tags), source=source.display)
+
+
+def _parse_entry(item: Any, *, where: str) -> _Entry:
+    obj = expect_object(item, where=where)
+    config = get_field(obj, "Config", str, where=where)
+    if not config:
+        raise ImageFormatError(f"{where}: 'Config' is empty; the archive is corrupt")
+    sources = get_field(obj, "LayerSources", dict, where=where, default={})
+    layer_sources = {
+        diff_id: parse_descriptor(value, where=f"{where} LayerSources[{diff_id}]")
+        for diff_id, value in sources.items()
+    }
+    return _Entry(
+        config=config,
+        layers=get_str_list(obj, "Layers", where=where),
+        repo_tags=get_str_list(obj, "RepoTags", where=where),
+        layer_sources=layer_sources,
+    )
+
+
+def _select_entry(
+    entries: list[_Entry], display: str, *, name: str | None, source_index: int | None
+) -> _Entry:
+    if source_index is not None:
+        if source_index >= len(entries):
+            raise ImageNotFoundError(
+                f"{display}: no image @{source_index}; the archive contains {len(entries)} "
+                f"image(s): {_list_entries(entries)}"
+            )
+        return entries[source_index]
+    if name is not None:
+        for entry in entries:
+            if name in {_normalize_tag(tag) for tag in entry.repo_tags}:
+                return entry
+        raise ImageNotFoundError(
+            f"{display}: no image named {name}; the archive contains {_list_entries(entries)}"
+        )
+    if len(entries) == 1:
+        return entries[0]
+    raise InvalidReferenceError(
+        f"{display}: the archive contains {len(entries)} images, so the reference must choose "
+        f"one with :NAME:TAG or :@INDEX: {_list_entries(entries)}"
+    )
+
+
+def _list_entries(entries: list[_Entry]) -> str:
+    described = []
+    for i, entry in enumerate(entries):
+        tags = ", ".join(entry.repo_tags) or "untagged"
+        described.append(f"@{i} ({tags})")
+    return "; ".join(described)
+
+
+def _normalize_tag(tag: str) -> str:
+    try:
+        return normalize_docker_name(tag)
+    except ValueError:
+        return tag
+
+
+def _load_layer(
+    source: BlobSource, path: str, diff_id: Digest, layer_sources: dict[str, Descriptor]
+) -> Layer:
+    """Describe one stored layer; its blob digest is its diff ID unless it is compressed."""
+    label = source.describe(path)
+    claimed = layer_sources.get(str(diff_id))
+    if not source.exists(path):
+        if claimed is not None and (_blobs.is_foreign(claimed.media_type) or claimed.urls):
+            return Layer(claimed, diff_id, None, name=label)
+        raise ImageFormatError(
+            f"{label}: layer file is missing from the archive; export the image again"
+        )
+    opener = source.opener(path)
+    size = source.size(path)
+    kind = sniff(_blobs.read_head(opener))
+    digest = diff_id if kind is Compression.NONE else _blobs.hash_blob(opener)
+    descriptor = Descriptor(_blobs.DOCKER_LAYER_TYPES[kind], digest, size)
+    # LayerSources may describe the layer as a registry served it, not as stored here, so it
+    # is used only when it matches the stored blob (for the media type and URLs).
+    if claimed is not None and claimed.digest == digest and claimed.size == size:
+        descriptor = claimed
+    return Layer(descriptor, diff_id, opener, name=label)
+
+
+def write_docker_archive(image: Image, path: Path, *, repo_tags: Sequence[str] = ()) -> Digest:
+    """Write ``image`` as a ``docker save`` archive at ``path`` and return its config digest.
+
+    Docker archives hold no manifest, so the config digest, which Docker uses as the image
+    ID, is returned in its place. Each layer blob is stored as given, compressed or not, in
+    ``<diff ID hex>/layer.tar`` and verified while it is copied. ``repo_tags`` are ``name:tag``
+    strings. The same image and tags always give the same bytes: fixed tar header fields,
+    sorted JSON keys. The archive is written to a temporary file beside ``path`` and renamed
+    into place, so a failed write leaves ``path`` as it was.
+    """
+    if path.is_dir():
+        raise ImageWriteError(f"{path}: is a folder, but docker-archive: writes a tar file")
+    with (
+        atomic_file(path) as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        layer_paths = _add_layers(archive, image.layers)
+        config_name = f"{image.config.digest.hex}.json"
+        _add_bytes(archive, config_name, image.config.raw)
+        entry: dict[str, Any] = {
+            "Config": config_name,
+            "RepoTags": list(repo_tags),
+            "Layers": layer_paths,
+        }
+        foreign = {
+            str(layer.diff_id): layer.descriptor.to_json()
+            for layer in image.layers
+            if _blobs.is_foreign(layer.media_type) or layer.descriptor.urls
+        }
+        if foreign:
+            entry["LayerSources"] = foreign
+        _add_bytes(archive, MANIFEST_FILE, dump_json([entry]))
+        if repo_tags and image.layers:
+            top = image.layers[-1].diff_id.hex
+            _add_bytes(archive, "repositories", dump_json(_repositories(repo_tags, top)))
+    return image.config.digest
+
+
+def _add_layers(archive: tarfile.TarFile, layers: list[Layer]) -> list[str]:
+    """Add each distinct layer once and return the member path of every layer in order."""
+    paths = []
+    for layer in layers:
+        folder = layer.diff_id.hex
+        member = f"{folder}/layer.tar"
+        if member not in paths:
+            archive.addfile(_header(folder, 0, tarfile.DIRTYPE))
+            with _blobs.open_verified(layer) as stream:
+                archive.addfile(_header(member, layer.size), stream)
+                stream.read()  # reach the end, where the digest is checked
+        paths.append(member)
+    return paths
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    archive.addfile(_header(name, len(data)), io.BytesIO(data))
+
+
+def _header(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _repositories(repo_tags: Sequence[str], top_layer: str) -> dict[str, dict[str, str]]:
+    """Map repository to tag to top layer folder, as the legacy ``repositories`` file does."""
+    repositories: dict[str, dict[str, str]] = {}
+    for repo_tag in repo_tags:
+        repository, _, tag = repo_tag.rpartition(":")
+        repositories.setdefault(repository, {})[tag] = top_layer
+    return repositories

@@ -1,0 +1,92 @@
+"""Parsing of image references in skopeo's transport syntax."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgetrim.errors import InvalidReferenceError
+from edgetrim.transports import Transport, parse_reference
+from edgetrim.transports.reference import SUPPORTED_FORMS, normalize_docker_name
+
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("text", "transport", "path", "name", "index"),
+    [
+        ("docker-archive:/tmp/a.tar", Transport.DOCKER_ARCHIVE, "/tmp/a.tar", None, None),
+        ("docker-archive:a.tar:busybox", Transport.DOCKER_ARCHIVE, "a.tar", "busybox:latest", None),
+        (
+            "docker-archive:a.tar:localhost:5000/x/y:v1",
+            Transport.DOCKER_ARCHIVE,
+            "a.tar",
+            "localhost:5000/x/y:v1",
+            None,
+        ),
+        (
+            "docker-archive:a.tar:docker.io/library/busybox:1.36",
+            Transport.DOCKER_ARCHIVE,
+            "a.tar",
+            "busybox:1.36",
+            None,
+        ),
+        ("docker-archive:a.tar:@2", Transport.DOCKER_ARCHIVE, "a.tar", None, 2),
+        ("oci:/srv/layout", Transport.OCI, "/srv/layout", None, None),
+        ("oci:layout:sample:latest", Transport.OCI, "layout", "sample:latest", None),
+        ("oci:layout:v1.0--rc/x", Transport.OCI, "layout", "v1.0--rc/x", None),
+        ("oci:layout:@0", Transport.OCI, "layout", None, 0),
+        ("docker-daemon:busybox", Transport.DOCKER_DAEMON, None, "busybox:latest", None),
+        ("docker-daemon:gcr.io/a/b:tag", Transport.DOCKER_DAEMON, None, "gcr.io/a/b:tag", None),
+        (f"docker-daemon:{IMAGE_ID}", Transport.DOCKER_DAEMON, None, IMAGE_ID, None),
+    ],
+)
+def test_parse_valid(text, transport, path, name, index) -> None:
+    reference = parse_reference(text)
+    assert reference.transport is transport
+    assert reference.path == (Path(path) if path else None)
+    assert reference.name == name
+    assert reference.source_index == index
+    assert str(reference) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty image reference"),
+        ("/tmp/image.tar", "names no transport"),
+        ("ftp:/tmp/x", "unknown transport 'ftp'"),
+        ("docker://busybox", "transport docker:// is not supported yet"),
+        ("oci-archive:/tmp/x.tar", "transport oci-archive: is not supported yet"),
+        ("docker-archive:", "the archive path is empty"),
+        ("docker-archive:a.tar:Busybox", "not a valid image name"),
+        ("docker-archive:a.tar:busybox:bad tag", "not a valid tag"),
+        ("docker-archive:a.tar:busybox@sha256:" + "ab" * 32, "digest references"),
+        ("oci:", "the layout folder is empty"),
+        ("oci:layout:bad ref", "not a valid OCI ref name"),
+        ("docker-daemon:", "the image name is empty"),
+        ("docker-daemon:sha256:abc", "64 lowercase hex digits"),
+    ],
+)
+def test_parse_invalid(text: str, reason: str) -> None:
+    with pytest.raises(InvalidReferenceError) as caught:
+        parse_reference(text)
+    message = str(caught.value)
+    assert reason in message
+    assert "\n" not in message
+    if text:
+        assert repr(text) in message
+    if "not supported yet" not in reason:
+        assert SUPPORTED_FORMS in message
+
+
+def test_image_id_flag() -> None:
+    assert parse_reference(f"docker-daemon:{IMAGE_ID}").is_image_id
+    assert not parse_reference("docker-daemon:busybox").is_image_id
+
+
+def test_normalize_keeps_registry_port() -> None:
+    assert normalize_docker_name("localhost:5000/whiteout") == "localhost:5000/whiteout:latest"
+    assert normalize_docker_name("docker.io/busybox") == "busybox:latest"
+    assert normalize_docker_name("quay.io/org/app:v2") == "quay.io/org/app:v2"
