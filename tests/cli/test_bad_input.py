@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import docker
-
-
 
 def edgetrim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgetrim", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgetrim", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -43,7 +42,9 @@ def rewrite_layer(source: Path, target: Path, change) -> None:
 
 def test_missing_path(tmp_path):
     dest = tmp_path / "out.tar"
-    result = edgetrim("minimize", f"docker-archive:{tmp_path / 'nope.tar'}", f"docker-archive:{dest}")
+    result = edgetrim(
+        "minimize", f"docker-archive:{tmp_path / 'nope.tar'}", f"docker-archive:{dest}"
+    )
     assert_clean_error(result, "nope.tar")
     assert not dest.exists()
 
@@ -63,8 +64,12 @@ def test_unknown_transport(tmp_path):
 
 @pytest.mark.parametrize(
     "change",
-    [pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
-     pytest.param(lambda data: data[:600] + bytes([data[600] ^ 0xFF]) + data[601:], id="flipped-byte")],
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(
+            lambda data: data[:600] + bytes([data[600] ^ 0xFF]) + data[601:], id="flipped-byte"
+        ),
+    ],
 )
 def test_corrupt_layer(fixtures_dir, tmp_path, change):
     source = tmp_path / "corrupt.tar"
@@ -77,7 +82,13 @@ def test_corrupt_layer(fixtures_dir, tmp_path, change):
 
 
 def test_bad_probe_option(tmp_path):
-    result = edgetrim("minimize", "docker-archive:x.tar", f"docker-archive:{tmp_path / 'o.tar'}", "--http-probe", "web")
+    result = edgetrim(
+        "minimize",
+        "docker-archive:x.tar",
+        f"docker-archive:{tmp_path / 'o.tar'}",
+        "--http-probe",
+        "web",
+    )
     assert_clean_error(result, "--http-probe")
 
 
@@ -89,11 +100,17 @@ def test_missing_entrypoint(build_image, base_image, runtime_tools, tmp_path):
     tag = build_image(context, "edgetrim-test/no-entrypoint:latest")
     dest = tmp_path / "out.tar"
     result = edgetrim("minimize", f"docker-daemon:{tag}", f"docker-archive:{dest}", "--cmd-probe")
-    assert_clean_error(result, "/opt/app/run-me", "docker-daemon:edgetrim-test/no-entrypoint:latest")
+    assert_clean_error(
+        result, "/opt/app/run-me", "docker-daemon:edgetrim-test/no-entrypoint:latest"
+    )
     assert not dest.exists()
 
 
 @pytest.mark.docker
 def test_missing_daemon_image(docker_host, tmp_path):
-    result = edgetrim("minimize", "docker-daemon:edgetrim-test/never-built:latest", f"docker-archive:{tmp_path / 'o.tar'}")
+    result = edgetrim(
+        "minimize",
+        "docker-daemon:edgetrim-test/never-built:latest",
+        f"docker-archive:{tmp_path / 'o.tar'}",
+    )
     assert_clean_error(result, "edgetrim-test/never-built")

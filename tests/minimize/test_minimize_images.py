@@ -35,7 +35,9 @@ def http_answer(tag: str, port: int, path: str = "/") -> tuple[int, bytes]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}{path}", timeout=5
+                ) as response:
                     return response.status, response.read()
             except OSError:
                 if time.monotonic() > deadline:
@@ -63,14 +65,29 @@ def batch_job(build_image) -> str:
 
 def test_http_service_minimized(python_http, runtime_tools, tmp_path):
     dest = tmp_path / "min.tar"
-    result = edgetrim("minimize", f"docker-daemon:{python_http}", f"docker-archive:{dest}:edgetrim-test/python-http:min", "--http-probe", "8080/")
+    result = edgetrim(
+        "minimize",
+        f"docker-daemon:{python_http}",
+        f"docker-archive:{dest}:edgetrim-test/python-http:min",
+        "--http-probe",
+        "8080/",
+    )
     assert result.returncode == 0, result.stderr
     assert "same answer from the minimized image" in result.stdout
     tag = load(dest)
     assert tag == "edgetrim-test/python-http:min"
     assert image_size(tag) < image_size(python_http) / 3
     assert http_answer(tag, 8080) == http_answer(python_http, 8080)
-    for field in ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts", "Labels", "StopSignal"):
+    for field in (
+        "Entrypoint",
+        "Cmd",
+        "Env",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Labels",
+        "StopSignal",
+    ):
         template = f"{{{{json .Config.{field}}}}}"
         original_value = docker("image", "inspect", "-f", template, python_http).stdout
         assert docker("image", "inspect", "-f", template, tag).stdout == original_value, field
@@ -78,7 +95,12 @@ def test_http_service_minimized(python_http, runtime_tools, tmp_path):
 
 def test_batch_job_minimized(batch_job, runtime_tools, tmp_path):
     dest = tmp_path / "job.tar"
-    result = edgetrim("minimize", f"docker-daemon:{batch_job}", f"docker-archive:{dest}:edgetrim-test/batch-job:min", "--cmd-probe")
+    result = edgetrim(
+        "minimize",
+        f"docker-daemon:{batch_job}",
+        f"docker-archive:{dest}:edgetrim-test/batch-job:min",
+        "--cmd-probe",
+    )
     assert result.returncode == 0, result.stderr
     tag = load(dest)
     original = docker("run", "--rm", "--network=none", batch_job)
@@ -86,12 +108,16 @@ def test_batch_job_minimized(batch_job, runtime_tools, tmp_path):
     assert minimized.stdout == original.stdout
     assert original.stdout.strip()
     assert image_size(tag) < image_size(batch_job) / 5
-    assert docker("run", "--rm", "--network=none", "--entrypoint", "gcc", tag, check=False).returncode != 0
+    assert (
+        docker("run", "--rm", "--network=none", "--entrypoint", "gcc", tag, check=False).returncode
+        != 0
+    )
 
 
 UNSEEN_SERVICE = """\
 FROM {base}
-RUN apt-get update && apt-get install -y --no-install-recommends busybox perl && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends busybox perl \\
+    && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /srv/www && echo '<h1>field kit status: ok</h1>' > /srv/www/index.html \\
     && useradd --system --uid 990 web
 USER web
@@ -105,12 +131,32 @@ def test_unseen_service_as_non_root(build_image, base_image, runtime_tools, tmp_
     context.mkdir()
     (context / "Dockerfile").write_text(UNSEEN_SERVICE.format(base=base_image))
     original = build_image(context, "edgetrim-test/busybox-httpd:latest")
-    result = edgetrim("minimize", f"docker-daemon:{original}", "docker-daemon:edgetrim-test/busybox-httpd:min", "--http-probe", "8093/index.html")
+    result = edgetrim(
+        "minimize",
+        f"docker-daemon:{original}",
+        "docker-daemon:edgetrim-test/busybox-httpd:min",
+        "--http-probe",
+        "8093/index.html",
+    )
     assert result.returncode == 0, result.stderr
-    assert http_answer("edgetrim-test/busybox-httpd:min", 8093, "/index.html") == (200, b"<h1>field kit status: ok</h1>\n")
-    user = docker("image", "inspect", "-f", "{{.Config.User}}", "edgetrim-test/busybox-httpd:min").stdout.strip()
+    assert http_answer("edgetrim-test/busybox-httpd:min", 8093, "/index.html") == (
+        200,
+        b"<h1>field kit status: ok</h1>\n",
+    )
+    user = docker(
+        "image", "inspect", "-f", "{{.Config.User}}", "edgetrim-test/busybox-httpd:min"
+    ).stdout.strip()
     assert user == "web"
-    listing = docker("run", "--rm", "--network=none", "--entrypoint", "busybox", "edgetrim-test/busybox-httpd:min", "ls", "/usr/bin").stdout
+    listing = docker(
+        "run",
+        "--rm",
+        "--network=none",
+        "--entrypoint",
+        "busybox",
+        "edgetrim-test/busybox-httpd:min",
+        "ls",
+        "/usr/bin",
+    ).stdout
     assert "perl" not in listing.split()
 
 
@@ -127,19 +173,32 @@ def test_verification_catches_changed_output(build_image, base_image, runtime_to
     (context / "Dockerfile").write_text(LISTING_JOB.format(base=base_image))
     original = build_image(context, "edgetrim-test/listing-job:latest")
     dest = tmp_path / "listing.tar"
-    result = edgetrim("minimize", f"docker-daemon:{original}", f"docker-archive:{dest}", "--cmd-probe")
+    result = edgetrim(
+        "minimize", f"docker-daemon:{original}", f"docker-archive:{dest}", "--cmd-probe"
+    )
     assert result.returncode == 1
     assert "answered the probes differently" in result.stderr
     assert "stdout differs" in result.stderr
     assert not dest.exists()
-    included = edgetrim("minimize", f"docker-daemon:{original}", f"docker-archive:{dest}", "--cmd-probe", "--include", "/usr/share/doc")
+    included = edgetrim(
+        "minimize",
+        f"docker-daemon:{original}",
+        f"docker-archive:{dest}",
+        "--cmd-probe",
+        "--include",
+        "/usr/share/doc",
+    )
     assert included.returncode == 0, included.stderr
     assert dest.exists()
 
 
 def test_same_keep_gives_same_digest(batch_job, runtime_tools, tmp_path):
-    first = edgetrim("minimize", f"docker-daemon:{batch_job}", f"oci:{tmp_path / 'a'}:min", "--cmd-probe")
-    second = edgetrim("minimize", f"docker-daemon:{batch_job}", f"oci:{tmp_path / 'b'}:min", "--cmd-probe")
+    first = edgetrim(
+        "minimize", f"docker-daemon:{batch_job}", f"oci:{tmp_path / 'a'}:min", "--cmd-probe"
+    )
+    second = edgetrim(
+        "minimize", f"docker-daemon:{batch_job}", f"oci:{tmp_path / 'b'}:min", "--cmd-probe"
+    )
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     first_digest = re.search(r"\((sha256:[0-9a-f]{64})\)", first.stdout)

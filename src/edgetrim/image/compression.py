@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import gzip
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -60,13 +60,15 @@ class _PeekedStream:
 def decompress(stream: BinaryIO, *, name: str) -> BinaryIO:
     """Return a stream of the uncompressed bytes of ``stream``, whatever its compression."""
     head = stream.read(4)
-    peeked = _PeekedStream(head, stream)
+    peeked: Any = _PeekedStream(head, stream)
     kind = sniff(head)
     if kind is Compression.GZIP:
         return gzip.GzipFile(fileobj=peeked, mode="rb")  # type: ignore[return-value]
     if kind is Compression.ZSTD:
         try:
-            return zstandard.ZstdDecompressor().stream_reader(peeked, read_across_frames=True)  # type: ignore[return-value]
+            decompressor = zstandard.ZstdDecompressor()
+            reader: Any = decompressor.stream_reader(peeked, read_across_frames=True)
         except zstandard.ZstdError as exc:
             raise ImageFormatError(f"{name}: invalid zstd data: {exc}") from exc
-    return peeked  # type: ignore[return-value]
+        return reader  # type: ignore[no-any-return]
+    return peeked  # type: ignore[no-any-return]

@@ -90,7 +90,8 @@ class ImageConfig:
         rootfs = data.get("rootfs") or {}
         try:
             self.diff_ids = [
-                Digest.parse(d, context=f"{name} rootfs.diff_ids") for d in rootfs.get("diff_ids") or []
+                Digest.parse(d, context=f"{name} rootfs.diff_ids")
+                for d in rootfs.get("diff_ids") or []
             ]
         except (AttributeError, TypeError) as exc:
             raise ImageFormatError(f"{name}: rootfs.diff_ids is not a list") from exc
@@ -195,7 +196,7 @@ class Layer:
         return self.name or f"layer {self.digest}"
 
     def open_compressed(self) -> BinaryIO:
-        """Open the stored blob; the read raises DigestMismatchError if it is not what was recorded."""
+        """Open the stored blob; reading raises DigestMismatchError if it is not as recorded."""
         if self.opener is None:
             raise ImageFormatError(
                 f"{self.label}: the blob of this foreign layer is not in the image; "

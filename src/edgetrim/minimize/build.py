@@ -30,7 +30,7 @@ def build_minimized_image(
     layer = Layer(
         Descriptor(OCI_LAYER_GZIP, info.digest, info.size),
         info.diff_id,
-        opener=lambda: open(layer_path, "rb"),
+        opener=lambda: layer_path.open("rb"),
         name="minimized layer",
     )
     data = {k: v for k, v in image.config.data.items() if k not in _BUILD_ONLY_FIELDS}
@@ -40,4 +40,9 @@ def build_minimized_image(
         entry = {"created": image.config.data["created"], **entry}
     data["history"] = [entry]
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return Image(ImageConfig(raw, name="minimized config"), [layer], names=list(image.names), source="minimized image")
+    return Image(
+        ImageConfig(raw, name="minimized config"),
+        [layer],
+        names=list(image.names),
+        source="minimized image",
+    )

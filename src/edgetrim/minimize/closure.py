@@ -76,7 +76,8 @@ class ClosureBuilder:
             if found.path is not None:
                 for link in found.symlinks:
                     self._keep_entry(link, f"symlink on the way to {parent}")
-                if self.tree.get(found.path) and self.tree.get(found.path).is_dir:
+                entry = self.tree.get(found.path)
+                if entry is not None and entry.is_dir:
                     self._keep_entry(found.path, f"directory that the run looked for {path} in")
                 return
             parent = posixpath.dirname(parent)
@@ -145,5 +146,7 @@ class ClosureBuilder:
             program = line.split()[1].decode("utf-8", "surrogateescape")
             for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
                 if self.tree.resolve(posixpath.join(directory, program)).path:
-                    self.add_path(posixpath.join(directory, program), f"program run by the shebang of {path}")
+                    self.add_path(
+                        posixpath.join(directory, program), f"program run by the shebang of {path}"
+                    )
                     break

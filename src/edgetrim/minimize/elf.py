@@ -22,7 +22,12 @@ from edgetrim.fs.tree import FileTree
 log = logging.getLogger(__name__)
 
 ELF_MAGIC = b"\x7fELF"
-MULTIARCH = {"EM_X86_64": "x86_64-linux-gnu", "EM_AARCH64": "aarch64-linux-gnu", "EM_ARM": "arm-linux-gnueabihf", "EM_386": "i386-linux-gnu"}
+MULTIARCH = {
+    "EM_X86_64": "x86_64-linux-gnu",
+    "EM_AARCH64": "aarch64-linux-gnu",
+    "EM_ARM": "arm-linux-gnueabihf",
+    "EM_386": "i386-linux-gnu",
+}
 
 
 @dataclass
@@ -48,17 +53,18 @@ def read_elf(path: Path) -> ElfInfo | None:
             info = ElfInfo(machine=elf["e_machine"], elf_class=elf.elfclass)
             for segment in elf.iter_segments():
                 if segment["p_type"] == "PT_INTERP":
-                    info.interpreter = segment.get_interp_name()
+                    info.interpreter = segment.get_interp_name()  # type: ignore[attr-defined]
             for section in elf.iter_sections():
                 if not isinstance(section, DynamicSection):
                     continue
                 for tag in section.iter_tags():
+                    # pyelftools sets these attributes only on tags of the matching type.
                     if tag.entry.d_tag == "DT_NEEDED":
-                        info.needed.append(tag.needed)
+                        info.needed.append(getattr(tag, "needed"))  # noqa: B009
                     elif tag.entry.d_tag == "DT_RPATH":
-                        info.rpath.extend(tag.rpath.split(":"))
+                        info.rpath.extend(getattr(tag, "rpath").split(":"))  # noqa: B009
                     elif tag.entry.d_tag == "DT_RUNPATH":
-                        info.runpath.extend(tag.runpath.split(":"))
+                        info.runpath.extend(getattr(tag, "runpath").split(":"))  # noqa: B009
             return info
     except (ELFError, OSError, ValueError, KeyError) as exc:
         log.debug("not a readable ELF file: %s (%s)", path, exc)
@@ -85,7 +91,9 @@ class LibraryResolver:
     def find(self, name: str, binary: str, info: ElfInfo) -> str | None:
         """Return the resolved path of library ``name`` needed by ``binary``, or None."""
         if "/" in name:
-            return self._existing(posixpath.normpath(posixpath.join(posixpath.dirname(binary), name)), info)
+            return self._existing(
+                posixpath.normpath(posixpath.join(posixpath.dirname(binary), name)), info
+            )
         origin = posixpath.dirname(binary)
         search = (info.rpath if not info.runpath else []) + self._env_dirs + info.runpath
         search = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in search]
@@ -101,7 +109,7 @@ class LibraryResolver:
     def _existing(self, path: str, info: ElfInfo) -> str | None:
         resolved = self._tree.resolve(path).path
         entry = self._tree.get(resolved) if resolved else None
-        if entry is None or entry.is_dir:
+        if resolved is None or entry is None or entry.is_dir:
             return None
         # A library of another architecture (a /lib32 copy, say) is skipped, as ld.so does.
         if resolved not in self._compatible:
@@ -118,7 +126,11 @@ def _ld_so_conf_dirs(rootfs: Path, conf: str, *, depth: int) -> list[str]:
         return []
     target = rootfs / conf.lstrip("/")
     # A symlinked /etc/ld.so.conf.d in a hostile image must not make edgetrim read host files.
-    if target.is_symlink() or not target.is_file() or not target.resolve().is_relative_to(rootfs.resolve()):
+    if (
+        target.is_symlink()
+        or not target.is_file()
+        or not target.resolve().is_relative_to(rootfs.resolve())
+    ):
         return []
     dirs: list[str] = []
     for line in target.read_text(errors="replace").splitlines():
@@ -130,7 +142,9 @@ def _ld_so_conf_dirs(rootfs: Path, conf: str, *, depth: int) -> list[str]:
             if not pattern.startswith("/"):
                 pattern = posixpath.join(posixpath.dirname(conf), pattern)
             for match in sorted(glob.glob(str(rootfs) + pattern)):
-                dirs += _ld_so_conf_dirs(rootfs, "/" + str(Path(match).relative_to(rootfs)), depth=depth + 1)
+                dirs += _ld_so_conf_dirs(
+                    rootfs, "/" + str(Path(match).relative_to(rootfs)), depth=depth + 1
+                )
         else:
             dirs.append(line)
     return dirs

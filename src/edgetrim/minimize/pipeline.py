@@ -1,4 +1,4 @@
-"""The minimize pipeline: unpack, run traced under probes, close over dependencies, rebuild, verify."""
+"""The minimize pipeline: unpack, trace a run under probes, add dependencies, rebuild, verify."""
 
 from __future__ import annotations
 
@@ -55,12 +55,16 @@ class MinimizeResult:
 
 def image_stats(image: Image, tree: FileTree) -> ImageStats:
     """Count an image's files (directories excluded) and their bytes."""
-    files = [entry for entry in (tree.get(p) for p in tree) if entry is not None and not entry.is_dir]
+    files = [
+        entry for entry in (tree.get(p) for p in tree) if entry is not None and not entry.is_dir
+    ]
     content = sum(entry.size for entry in files if entry.is_regular)
     return ImageStats(len(files), content, image.compressed_size)
 
 
-def _run_image(image: Image, tree: FileTree, work: Path, options: MinimizeOptions, *, trace: bool, source: str):
+def _run_image(
+    image: Image, tree: FileTree, work: Path, options: MinimizeOptions, *, trace: bool, source: str
+):
     bundle = work / "bundle"
     rootfs = bundle / "rootfs"
     log.info("unpacking %s into %s", source, rootfs)
@@ -79,17 +83,25 @@ def _run_image(image: Image, tree: FileTree, work: Path, options: MinimizeOption
     return result, rootfs, spec
 
 
-def minimize(image: Image, options: MinimizeOptions, work_dir: Path, *, source: str) -> MinimizeResult:
-    """Minimize ``image``; its layer files are written under ``work_dir``, which must outlive the result.
+def minimize(
+    image: Image, options: MinimizeOptions, work_dir: Path, *, source: str
+) -> MinimizeResult:
+    """Minimize ``image``, writing the new layer under ``work_dir``, which must outlive the result.
 
     Raises VerificationError when the minimized image answers the probes differently.
     """
     started = time.monotonic()
     tree = FileTree.from_image(image)
-    original, rootfs, spec = _run_image(image, tree, work_dir / "original", options, trace=True, source=source)
+    original, rootfs, spec = _run_image(
+        image, tree, work_dir / "original", options, trace=True, source=source
+    )
     _check_run(original, source)
     assert original.trace is not None
-    log.info("the traced run touched %d paths in %d processes", len(original.trace.paths), original.trace.processes)
+    log.info(
+        "the traced run touched %d paths in %d processes",
+        len(original.trace.paths),
+        original.trace.processes,
+    )
 
     closure = ClosureBuilder(tree, rootfs, spec.env)
     closure.add_defaults()
@@ -100,23 +112,29 @@ def minimize(image: Image, options: MinimizeOptions, work_dir: Path, *, source: 
         _include(closure, tree, include)
     keep = closure.close()
 
-    regular_total = sum(1 for p in tree if not tree.get(p).is_dir)  # type: ignore[union-attr]
-    kept_files = sum(1 for p in keep.paths() if not tree.get(p).is_dir)  # type: ignore[union-attr]
-    summary = f"kept {kept_files} of {regular_total} files"
+    total_files = sum(1 for entry in tree.entries() if not entry.is_dir)
+    kept_files = sum(1 for entry in tree.entries() if entry.path in keep and not entry.is_dir)
+    summary = f"kept {kept_files} of {total_files} files"
     minimized = build_minimized_image(image, tree, keep.paths(), work_dir, kept_summary=summary)
     minimized_tree = FileTree.from_image(minimized)
 
     minimized_run = None
     if options.verify:
         minimized_run, _, _ = _run_image(
-            minimized, minimized_tree, work_dir / "minimized", options, trace=False, source="minimized image"
+            minimized,
+            minimized_tree,
+            work_dir / "minimized",
+            options,
+            trace=False,
+            source="minimized image",
         )
         differences = compare_answers(original.answers, minimized_run.answers)
         if differences:
             raise VerificationError(
                 "the minimized image answered the probes differently from the original:\n"
                 + "\n".join(differences)
-                + "\nkeep the missing files with --include PATH, or write the image anyway with --no-verify"
+                + "\nkeep the missing files with --include PATH, "
+                "or write the image anyway with --no-verify"
             )
     return MinimizeResult(
         image=minimized,
@@ -134,7 +152,9 @@ def _include(closure: ClosureBuilder, tree: FileTree, include: str) -> None:
     path = "/" + include.strip("/")
     resolution = tree.resolve(path)
     if resolution.path is None:
-        raise InvalidOptionError(f"--include {include!r}: no such path in the image; check the spelling")
+        raise InvalidOptionError(
+            f"--include {include!r}: no such path in the image; check the spelling"
+        )
     closure.add_path(path, "--include")
     prefix = resolution.path.rstrip("/") + "/"
     for candidate in tree:

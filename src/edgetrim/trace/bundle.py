@@ -1,4 +1,4 @@
-"""Write an OCI runtime bundle (``config.json`` beside ``rootfs/``) that runs an image as Docker would.
+"""Write an OCI runtime bundle (``config.json`` beside ``rootfs/``) that runs an image like Docker.
 
 The process gets the image's entrypoint, cmd, env, working directory and user. The container
 shares the host's network namespace, because the engines on the build machines this targets
@@ -11,10 +11,9 @@ import json
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgetrim.errors import ContainerRunError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgetrim.fs.tree import FileTree
@@ -41,7 +40,9 @@ class ProcessSpec:
     additional_gids: list[int]
 
 
-def process_spec(config: ImageConfig, rootfs: Path, *, source: str, args: list[str] | None = None) -> ProcessSpec:
+def process_spec(
+    config: ImageConfig, rootfs: Path, *, source: str, args: list[str] | None = None
+) -> ProcessSpec:
     """Derive the process from the image config as ``docker run`` does.
 
     ``args`` replaces the image's cmd, as arguments after the image name in ``docker run`` do.
@@ -72,7 +73,9 @@ def check_entrypoint(spec: ProcessSpec, tree: FileTree, *, source: str) -> str:
     if "/" in program:
         candidates = [posixpath.join(spec.cwd, program)]
     else:
-        candidates = [posixpath.join(directory or "/", program) for directory in path_value.split(":")]
+        candidates = [
+            posixpath.join(directory or "/", program) for directory in path_value.split(":")
+        ]
     for candidate in candidates:
         resolution = tree.resolve(posixpath.normpath(candidate))
         entry = tree.get(resolution.path) if resolution.path else None
@@ -100,7 +103,8 @@ def resolve_user(user: str, rootfs: Path, *, source: str) -> tuple[int, int, lis
         row = next((r for r in passwd if r[0] == name and len(r) > 3), None)
         if row is None or not row[2].isdigit() or not row[3].isdigit():
             raise ContainerRunError(
-                f"{source}: user {name!r} from the image config is not in /etc/passwd of the image; "
+                f"{source}: user {name!r} from the image config is not in the image's "
+                "/etc/passwd; "
                 "add the user to the image or use a numeric uid"
             )
         uid, gid = int(row[2]), int(row[3])
@@ -154,7 +158,13 @@ def write_bundle(bundle: Path, spec: ProcessSpec, *, hostname: str = "edgetrim")
         "linux": {
             "namespaces": [{"type": kind} for kind in ("pid", "ipc", "uts", "mount")],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            "readonlyPaths": [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ],
         },
     }
     path = bundle / "config.json"
@@ -182,6 +192,16 @@ _MOUNTS = [
         "source": "shm",
         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
     },
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {
+        "destination": "/dev/mqueue",
+        "type": "mqueue",
+        "source": "mqueue",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/sys",
+        "type": "sysfs",
+        "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"],
+    },
 ]

@@ -29,7 +29,8 @@ class HttpProbe:
         port_text, slash, path = text.partition("/")
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise InvalidOptionError(
-                f"--http-probe {text!r}: expected PORT[/PATH] with a port from 1 to 65535, e.g. 8080/health"
+                f"--http-probe {text!r}: expected PORT[/PATH] with a port from 1 to 65535, "
+                "e.g. 8080/health"
             )
         return cls(int(port_text), slash + path if slash else "/")
 
@@ -39,7 +40,7 @@ class HttpProbe:
 
 @dataclass(frozen=True)
 class ProbeAnswer:
-    """What one probe observed. For an HTTP probe: status and body; for a command: exit code and stdout."""
+    """What one probe observed: HTTP status and body, or a command's exit code and stdout."""
 
     probe: str
     status: int

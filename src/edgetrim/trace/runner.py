@@ -12,7 +12,13 @@ from pathlib import Path
 
 from edgetrim.errors import ContainerRunError, ToolMissingError
 from edgetrim.trace import strace_log
-from edgetrim.trace.probes import HttpProbe, ProbeAnswer, port_in_use, send_http_probe, wait_for_port
+from edgetrim.trace.probes import (
+    HttpProbe,
+    ProbeAnswer,
+    port_in_use,
+    send_http_probe,
+    wait_for_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +72,26 @@ def run_bundle(
     trace_file = bundle.parent / f"{container_id}.strace"
     command = ["runc", "--root", str(state), "run", "--bundle", str(bundle), container_id]
     if trace:
-        command = ["strace", "-f", "-qq", "-y", "--decode-pids=pidns", "-e", STRACE_FILTER, "-e", "signal=none", "-o", str(trace_file), *command]
+        command = [
+            "strace",
+            "-f",
+            "-qq",
+            "-y",
+            "--decode-pids=pidns",
+            "-e",
+            STRACE_FILTER,
+            "-e",
+            "signal=none",
+            "-o",
+            str(trace_file),
+            *command,
+        ]
     started = time.monotonic()
     deadline = started + timeout
-    stdout_path, stderr_path = bundle.parent / f"{container_id}.out", bundle.parent / f"{container_id}.err"
+    stdout_path, stderr_path = (
+        bundle.parent / f"{container_id}.out",
+        bundle.parent / f"{container_id}.err",
+    )
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         try:
@@ -87,7 +109,9 @@ def run_bundle(
         seconds=time.monotonic() - started,
     )
     if not http_probes:
-        result.answers = [ProbeAnswer("command", exit_code if exit_code is not None else -1, result.stdout)]
+        result.answers = [
+            ProbeAnswer("command", exit_code if exit_code is not None else -1, result.stdout)
+        ]
     if trace:
         with open(trace_file, encoding="utf-8", errors="surrogateescape") as lines:
             result.trace = strace_log.parse(lines, host_prefixes=(str(bundle.parent),))
@@ -100,7 +124,9 @@ def _stderr_tail(path: Path) -> str:
     return f" (its last line of stderr: {lines[-1].strip()})" if lines else ""
 
 
-def _drive(process: subprocess.Popen, http_probes: list[HttpProbe], deadline: float) -> list[ProbeAnswer]:
+def _drive(
+    process: subprocess.Popen, http_probes: list[HttpProbe], deadline: float
+) -> list[ProbeAnswer]:
     answers = []
     for probe in http_probes:
         wait_for_port(probe.port, deadline, lambda: process.poll() is None)
@@ -122,7 +148,8 @@ def _finish(
             return process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired as exc:
             raise ContainerRunError(
-                f"the container did not exit within the timeout; raise --timeout or check its command"
+                "the container did not exit within the timeout; "
+                "raise --timeout or check its command"
             ) from exc
     _runc(state, "kill", container_id, stop_signal.removeprefix("SIG"))
     try:
