@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
+from edgetrim.minimize.keeplist import read_keep_list, write_keep_list
+from edgetrim.minimize.packages import cyclonedx_sbom
 from edgetrim.minimize.pipeline import MinimizeOptions, MinimizeResult, minimize
-from edgetrim.trace.probes import HttpProbe
+from edgetrim.trace.probes import ExecProbe, HostProbe, HttpProbe, TcpProbe
+from edgetrim.trace.runner import ServiceProbes
 from edgetrim.transports import open_image, write_image
+from edgetrim.transports._atomic import write_bytes
 
 
 @click.command("minimize")
@@ -20,14 +25,48 @@ from edgetrim.transports import open_image, write_image
     "--http-probe",
     "http_probes",
     multiple=True,
-    metavar="PORT[/PATH]",
-    help="Wait for PORT on 127.0.0.1, send GET PATH, compare status and body. Repeatable.",
+    metavar="PORT[/PATH][,method=M][,status=N]",
+    help="Wait for PORT on 127.0.0.1, send the request, compare status and body. Repeatable.",
+)
+@click.option(
+    "--tcp-probe",
+    "tcp_probes",
+    multiple=True,
+    metavar="PORT",
+    help="Wait until PORT on 127.0.0.1 accepts a connection. Repeatable.",
+)
+@click.option(
+    "--exec-probe",
+    "exec_probes",
+    multiple=True,
+    metavar="CMD",
+    help="Run CMD inside the running container and compare exit code and stdout. "
+    "Its files are kept. Repeatable.",
+)
+@click.option(
+    "--probe-cmd",
+    "host_probes",
+    multiple=True,
+    metavar="CMD",
+    help="Run the shell command CMD on the host while the container runs (it shares the "
+    "host's network) and compare exit code and stdout. Repeatable.",
+)
+@click.option(
+    "--probe-duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep a service running after its probes, to trace work it does later.",
 )
 @click.option(
     "--cmd-probe",
-    is_flag=True,
-    help="Run the image's command to completion and compare exit code and stdout "
-    "(the default without --http-probe).",
+    "command_runs",
+    multiple=True,
+    is_flag=False,
+    flag_value="",
+    metavar="[ARGS]",
+    help="Run the image to completion, with ARGS in place of its cmd if given, and compare "
+    "exit code and stdout. Repeatable; the default when no other probe is given.",
 )
 @click.option(
     "--timeout",
@@ -41,7 +80,25 @@ from edgetrim.transports import open_image, write_image
     "includes",
     multiple=True,
     metavar="PATH",
-    help="Keep PATH (and everything under it) even if the run did not touch it. Repeatable.",
+    help="Keep PATH (and everything under it) even if no run touched it. Repeatable.",
+)
+@click.option(
+    "--keep-list",
+    "keep_list",
+    type=click.Path(path_type=Path),
+    help="Keep the paths of this keep-list instead of tracing; runs only verify, and only "
+    "when probes are given.",
+)
+@click.option(
+    "--write-keep-list",
+    "keep_list_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the kept paths and the reason for each to this file.",
+)
+@click.option(
+    "--sbom",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a CycloneDX JSON SBOM of the minimized image's packages to this file.",
 )
 @click.option(
     "--verify/--no-verify",
@@ -58,9 +115,16 @@ def minimize_command(
     source: str,
     dest: str,
     http_probes: tuple[str, ...],
-    cmd_probe: bool,
+    tcp_probes: tuple[str, ...],
+    exec_probes: tuple[str, ...],
+    host_probes: tuple[str, ...],
+    probe_duration: float,
+    command_runs: tuple[str, ...],
     timeout: float,
     includes: tuple[str, ...],
+    keep_list: Path | None,
+    keep_list_out: Path | None,
+    sbom: Path | None,
     verify: bool,
     work_dir: Path | None,
 ) -> None:
@@ -70,13 +134,19 @@ def minimize_command(
     docker-daemon:NAME:TAG.
     """
     started = time.monotonic()
-    if cmd_probe and http_probes:
-        raise click.UsageError("use either --cmd-probe or --http-probe, not both")
     options = MinimizeOptions(
-        http_probes=[HttpProbe.parse(text) for text in http_probes],
+        service=ServiceProbes(
+            tcp=tuple(TcpProbe.parse(text) for text in tcp_probes),
+            http=tuple(HttpProbe.parse(text) for text in http_probes),
+            exec=tuple(ExecProbe.parse(text) for text in exec_probes),
+            host=tuple(HostProbe.parse(text) for text in host_probes),
+            duration=probe_duration,
+        ),
+        command_runs=[_command_args(text) for text in command_runs],
         timeout=timeout,
         includes=list(includes),
         verify=verify,
+        keep_list=read_keep_list(keep_list) if keep_list is not None else None,
     )
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -86,21 +156,34 @@ def minimize_command(
     ):
         result = minimize(image, options, Path(work), source=source)
         digest = write_image(result.image, dest)
+    if keep_list_out is not None:
+        header = [f"source: {source}", f"source config: {image.config.digest}"]
+        write_keep_list(keep_list_out, sorted(result.keep.reasons.items()), header=header)
+    if sbom is not None:
+        text = cyclonedx_sbom(
+            result.packages, image_name=dest, config_digest=str(result.image.config.digest)
+        )
+        write_bytes(sbom.absolute(), text.encode())
     _print_summary(result, dest, str(digest), time.monotonic() - started)
+
+
+def _command_args(text: str) -> list[str] | None:
+    """Split --cmd-probe ARGS; no ARGS means the image's own cmd."""
+    return shlex.split(text) if text.strip() else None
 
 
 def _print_summary(result: MinimizeResult, dest: str, digest: str, seconds: float) -> None:
     before, after = result.before, result.after
-    removed = before.files - after.files
     click.echo(f"{'':18}{'original':>14}{'minimized':>14}")
     click.echo(f"{'files':18}{before.files:>14,}{after.files:>14,}")
     click.echo(f"{'content bytes':18}{before.content_bytes:>14,}{after.content_bytes:>14,}")
     click.echo(f"{'stored blob bytes':18}{before.blob_bytes:>14,}{after.blob_bytes:>14,}")
     ratio = after.content_bytes / before.content_bytes if before.content_bytes else 1.0
+    removed = before.files - after.files
     click.echo(
         f"kept {after.files:,} files, removed {removed:,}; content is {ratio:.1%} of the original"
     )
-    for answer in result.original_run.answers:
-        verdict = "same answer from the minimized image" if result.minimized_run else "not verified"
+    verdict = "same answer from the minimized image" if result.verified else "not verified"
+    for answer in result.answers:
         click.echo(f"probe {answer.describe()}: {verdict}")
     click.echo(f"wrote {dest} ({digest}) in {seconds:.1f} s")

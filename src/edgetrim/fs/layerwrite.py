@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import os
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -67,8 +69,12 @@ def write_layer(
     out: BinaryIO,
     *,
     compression: Compression = "gzip",
+    replacements: Mapping[str, bytes] | None = None,
 ) -> LayerBlobInfo:
     """Write one layer tar holding exactly the ``keep`` paths of ``tree`` to ``out``.
+
+    ``replacements`` gives new content for kept regular files (a rewritten package database,
+    say); their other metadata stays as the tree records it.
 
     Every parent directory of a kept path must be kept too; ``/`` is written as ``./`` only if
     it is in ``keep``. Kept paths that share an inode are written once as a regular file, under
@@ -76,11 +82,17 @@ def write_layer(
     original target is not kept. Raises ValueError for a path missing from ``tree`` or a kept
     path whose parent is not kept, and ImageFormatError if the layers do not match ``tree``.
     """
+    replaced = dict(replacements or {})
     paths = _check_keep(tree, keep)
-    link_to = _link_plan(tree, paths)
+    for path in replaced:
+        entry = tree.get(path)
+        if path not in keep or entry is None or not entry.is_regular:
+            raise ValueError(f"a replacement must be a kept regular file: {path}")
+    link_to = _link_plan(tree, [p for p in paths if p not in replaced])
     with tempfile.TemporaryDirectory(prefix="edgetrim-spool-") as spool:
-        _spool_contents(image, tree, [p for p in paths if p not in link_to], Path(spool))
-        return _write_tar(tree, paths, link_to, Path(spool), out, compression)
+        spooled = [p for p in paths if p not in link_to and p not in replaced]
+        _spool_contents(image, tree, spooled, Path(spool))
+        return _write_tar(tree, paths, link_to, Path(spool), out, compression, replaced)
 
 
 def _check_keep(tree: FileTree, keep: set[str]) -> list[str]:
@@ -146,6 +158,7 @@ def _write_tar(
     spool: Path,
     out: BinaryIO,
     compression: Compression,
+    replaced: Mapping[str, bytes],
 ) -> LayerBlobInfo:
     blob = _HashingWriter(out)
     compressor = _open_compressor(blob, compression)
@@ -160,7 +173,10 @@ def _write_tar(
         for path in paths:
             entry = _entry(tree, path)
             info = _tar_info(entry, link_to.get(path))
-            if info.type == tarfile.REGTYPE:
+            if path in replaced:
+                info.size = len(replaced[path])
+                tar.addfile(info, io.BytesIO(replaced[path]))
+            elif info.type == tarfile.REGTYPE:
                 with open(spool / entry.digest, "rb") as content:
                     tar.addfile(info, content)
             else:

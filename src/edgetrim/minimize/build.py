@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from edgetrim.fs.layerwrite import write_layer
@@ -16,7 +17,13 @@ _BUILD_ONLY_FIELDS = ("container", "container_config", "parent")
 
 
 def build_minimized_image(
-    image: Image, tree: FileTree, keep: set[str], work_dir: Path, *, kept_summary: str
+    image: Image,
+    tree: FileTree,
+    keep: set[str],
+    work_dir: Path,
+    *,
+    kept_summary: str,
+    replacements: Mapping[str, bytes] | None = None,
 ) -> Image:
     """Return a new image with the same run-time config and one layer of the kept paths.
 
@@ -26,7 +33,7 @@ def build_minimized_image(
     """
     layer_path = work_dir / "minimized-layer.tar.gz"
     with open(layer_path, "wb") as out:
-        info = write_layer(image, tree, keep, out, compression="gzip")
+        info = write_layer(image, tree, keep, out, compression="gzip", replacements=replacements)
     layer = Layer(
         Descriptor(OCI_LAYER_GZIP, info.digest, info.size),
         info.diff_id,

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgetrim.fs.beneath import open_beneath
 from edgetrim.fs.entry import FileType
 from edgetrim.fs.tree import FileTree
-from edgetrim.minimize.elf import LibraryResolver, read_elf
+from edgetrim.minimize.elf import ELF_MAGIC, LibraryResolver, read_elf
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,21 @@ class ClosureBuilder:
             self._add_dependencies(path)
         return self.keep
 
+    def read_text(self, path: str, *, limit: int = 1 << 20) -> str:
+        """Return the text of a regular file of the image, or "" if it is missing or not a file.
+
+        The path is resolved inside the image first, so a symlink never leads outside the rootfs.
+        """
+        resolved = self.tree.resolve(path).path
+        entry = self.tree.get(resolved) if resolved else None
+        if resolved is None or entry is None or not entry.is_regular:
+            return ""
+        try:
+            with open_beneath(self.rootfs, resolved) as stream:
+                return stream.read(limit).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def _keep_entry(self, path: str, reason: str) -> None:
         entry = self.tree.get(path)
         if entry is None or not self.keep.add(path, reason):
@@ -115,16 +131,15 @@ class ClosureBuilder:
             self._keep_entry(entry.link_target, f"hardlink target of {path}")
 
     def _add_dependencies(self, path: str) -> None:
-        host_path = self.rootfs / path.lstrip("/")
         try:
-            with open(host_path, "rb") as stream:
+            with open_beneath(self.rootfs, path) as stream:
                 head = stream.read(SHEBANG_LIMIT)
+                if head.startswith(b"#!"):
+                    self._add_shebang(path, head)
+                    return
+                info = read_elf(stream) if head.startswith(ELF_MAGIC) else None
         except OSError:
             return
-        if head.startswith(b"#!"):
-            self._add_shebang(path, head)
-            return
-        info = read_elf(host_path) if head.startswith(b"\x7fELF") else None
         if info is None:
             return
         if info.interpreter:

@@ -7,16 +7,18 @@ no DT_RUNPATH), LD_LIBRARY_PATH from the image's env, DT_RUNPATH, the directorie
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import logging
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
+from edgetrim.fs.beneath import open_beneath
 from edgetrim.fs.tree import FileTree
 
 log = logging.getLogger(__name__)
@@ -42,32 +44,44 @@ class ElfInfo:
     runpath: list[str] = field(default_factory=list)
 
 
-def read_elf(path: Path) -> ElfInfo | None:
+def read_elf(stream: BinaryIO) -> ElfInfo | None:
     """Read an ELF file's interpreter and dynamic section; None if it is not a valid ELF file."""
     try:
-        with open(path, "rb") as stream:
-            if stream.read(4) != ELF_MAGIC:
-                return None
-            stream.seek(0)
-            elf = ELFFile(stream)
-            info = ElfInfo(machine=elf["e_machine"], elf_class=elf.elfclass)
-            for segment in elf.iter_segments():
-                if segment["p_type"] == "PT_INTERP":
-                    info.interpreter = segment.get_interp_name()  # type: ignore[attr-defined]
-            for section in elf.iter_sections():
-                if not isinstance(section, DynamicSection):
-                    continue
-                for tag in section.iter_tags():
-                    # pyelftools sets these attributes only on tags of the matching type.
-                    if tag.entry.d_tag == "DT_NEEDED":
-                        info.needed.append(getattr(tag, "needed"))  # noqa: B009
-                    elif tag.entry.d_tag == "DT_RPATH":
-                        info.rpath.extend(getattr(tag, "rpath").split(":"))  # noqa: B009
-                    elif tag.entry.d_tag == "DT_RUNPATH":
-                        info.runpath.extend(getattr(tag, "runpath").split(":"))  # noqa: B009
-            return info
+        stream.seek(0)
+        if stream.read(4) != ELF_MAGIC:
+            return None
+        stream.seek(0)
+        elf = ELFFile(stream)
+        info = ElfInfo(machine=elf["e_machine"], elf_class=elf.elfclass)
+        for segment in elf.iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                info.interpreter = segment.get_interp_name()  # type: ignore[attr-defined]
+        for section in elf.iter_sections():
+            if isinstance(section, DynamicSection):
+                _read_dynamic(section, info)
+        return info
     except (ELFError, OSError, ValueError, KeyError) as exc:
-        log.debug("not a readable ELF file: %s (%s)", path, exc)
+        log.debug("not a readable ELF file (%s)", exc)
+        return None
+
+
+def _read_dynamic(section: DynamicSection, info: ElfInfo) -> None:
+    for tag in section.iter_tags():
+        # pyelftools sets these attributes only on tags of the matching type.
+        if tag.entry.d_tag == "DT_NEEDED":
+            info.needed.append(getattr(tag, "needed"))  # noqa: B009
+        elif tag.entry.d_tag == "DT_RPATH":
+            info.rpath.extend(getattr(tag, "rpath").split(":"))  # noqa: B009
+        elif tag.entry.d_tag == "DT_RUNPATH":
+            info.runpath.extend(getattr(tag, "runpath").split(":"))  # noqa: B009
+
+
+def read_elf_in(rootfs: Path, path: str) -> ElfInfo | None:
+    """Read the ELF file at image path ``path`` of an unpacked rootfs; None if it is not one."""
+    try:
+        with open_beneath(rootfs, path) as stream:
+            return read_elf(stream)
+    except OSError:
         return None
 
 
@@ -79,7 +93,7 @@ class LibraryResolver:
         self._rootfs = rootfs
         library_path = next((e[16:] for e in env if e.startswith("LD_LIBRARY_PATH=")), "")
         self._env_dirs = [d for d in library_path.split(":") if d]
-        self._conf_dirs = _ld_so_conf_dirs(rootfs, "/etc/ld.so.conf", depth=0)
+        self._conf_dirs = _ld_so_conf_dirs(tree, rootfs, "/etc/ld.so.conf", depth=0)
         self._compatible: dict[str, bool] = {}
 
     def default_dirs(self, info: ElfInfo) -> list[str]:
@@ -113,27 +127,24 @@ class LibraryResolver:
             return None
         # A library of another architecture (a /lib32 copy, say) is skipped, as ld.so does.
         if resolved not in self._compatible:
-            other = read_elf(self._rootfs / resolved.lstrip("/"))
+            other = read_elf_in(self._rootfs, resolved)
             self._compatible[resolved] = bool(
                 other and other.machine == info.machine and other.elf_class == info.elf_class
             )
         return path if self._compatible[resolved] else None
 
 
-def _ld_so_conf_dirs(rootfs: Path, conf: str, *, depth: int) -> list[str]:
-    """Read the library directories of an ld.so.conf inside the rootfs, following includes."""
+def _ld_so_conf_dirs(tree: FileTree, rootfs: Path, conf: str, *, depth: int) -> list[str]:
+    """Read the library directories of an ld.so.conf in the image, following its includes."""
     if depth > 8:
         return []
-    target = rootfs / conf.lstrip("/")
-    # A symlinked /etc/ld.so.conf.d in a hostile image must not make edgetrim read host files.
-    if (
-        target.is_symlink()
-        or not target.is_file()
-        or not target.resolve().is_relative_to(rootfs.resolve())
-    ):
+    try:
+        with open_beneath(rootfs, conf) as stream:
+            text = stream.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
         return []
     dirs: list[str] = []
-    for line in target.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -141,10 +152,12 @@ def _ld_so_conf_dirs(rootfs: Path, conf: str, *, depth: int) -> list[str]:
             pattern = line.split(None, 1)[1]
             if not pattern.startswith("/"):
                 pattern = posixpath.join(posixpath.dirname(conf), pattern)
-            for match in sorted(glob.glob(str(rootfs) + pattern)):
-                dirs += _ld_so_conf_dirs(
-                    rootfs, "/" + str(Path(match).relative_to(rootfs)), depth=depth + 1
-                )
+            directory = tree.resolve(posixpath.dirname(pattern)).path
+            if directory is None:
+                continue
+            for child in tree.children(directory):
+                if fnmatch.fnmatch(posixpath.basename(child), posixpath.basename(pattern)):
+                    dirs += _ld_so_conf_dirs(tree, rootfs, child, depth=depth + 1)
         else:
             dirs.append(line)
     return dirs

@@ -1,4 +1,4 @@
-"""The minimize pipeline: unpack, trace a run under probes, add dependencies, rebuild, verify."""
+"""The minimize pipeline: unpack, trace runs under probes, add dependencies, rebuild, verify."""
 
 from __future__ import annotations
 
@@ -7,28 +7,49 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgetrim.errors import ContainerRunError, InvalidOptionError, VerificationError
+from edgetrim.errors import InvalidOptionError, VerificationError
 from edgetrim.fs.tree import FileTree
 from edgetrim.fs.unpack import unpack
 from edgetrim.image.model import Image
 from edgetrim.minimize.build import build_minimized_image
 from edgetrim.minimize.closure import ClosureBuilder, KeepSet
+from edgetrim.minimize.packages import Package, read_packages, rewrite_database
+from edgetrim.minimize.rules import apply_rules
 from edgetrim.minimize.verify import compare_answers
 from edgetrim.trace.bundle import check_entrypoint, process_spec, write_bundle
-from edgetrim.trace.probes import HttpProbe
-from edgetrim.trace.runner import RunResult, run_bundle
+from edgetrim.trace.probes import ProbeAnswer
+from edgetrim.trace.runner import RunResult, ServiceProbes, run_bundle
+from edgetrim.trace.strace_log import TraceSummary
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class MinimizeOptions:
-    """How to drive the traced run and what to keep beyond it."""
+    """How to drive the runs and what to keep beyond what they touch.
 
-    http_probes: list[HttpProbe] = field(default_factory=list)
+    ``command_runs`` lists job runs, each with the arguments that replace the image's cmd, or
+    None for the image's own cmd. Without service probes and command runs, one job run of the
+    image's own command is made. ``keep_list`` replays a keep-list instead of tracing: runs are
+    then made only to verify, and only when probes or command runs are given.
+    """
+
+    service: ServiceProbes = field(default_factory=ServiceProbes)
+    command_runs: list[list[str] | None] = field(default_factory=list)
     timeout: float = 60.0
     includes: list[str] = field(default_factory=list)
     verify: bool = True
+    keep_list: list[tuple[str, str]] | None = None
+
+    def runs(self) -> list[tuple[list[str] | None, ServiceProbes]]:
+        """Return each run to make: replacement cmd (None: the image's) and its service probes."""
+        runs: list[tuple[list[str] | None, ServiceProbes]] = []
+        if self.service:
+            runs.append((None, self.service))
+        runs += [(args, ServiceProbes()) for args in self.command_runs]
+        if not runs and self.keep_list is None:
+            runs.append((None, ServiceProbes()))
+        return runs
 
 
 @dataclass
@@ -48,39 +69,61 @@ class MinimizeResult:
     keep: KeepSet
     before: ImageStats
     after: ImageStats
-    original_run: RunResult
-    minimized_run: RunResult | None
+    answers: list[ProbeAnswer]
+    verified: bool
+    packages: list[Package]
     seconds: float
 
 
 def image_stats(image: Image, tree: FileTree) -> ImageStats:
     """Count an image's files (directories excluded) and their bytes."""
-    files = [
-        entry for entry in (tree.get(p) for p in tree) if entry is not None and not entry.is_dir
-    ]
+    files = [entry for entry in tree.entries() if not entry.is_dir]
     content = sum(entry.size for entry in files if entry.is_regular)
     return ImageStats(len(files), content, image.compressed_size)
 
 
-def _run_image(
-    image: Image, tree: FileTree, work: Path, options: MinimizeOptions, *, trace: bool, source: str
-):
-    bundle = work / "bundle"
-    rootfs = bundle / "rootfs"
-    log.info("unpacking %s into %s", source, rootfs)
-    unpack(image, tree, rootfs)
-    spec = process_spec(image.config, rootfs, source=source)
-    check_entrypoint(spec, tree, source=source)
-    write_bundle(bundle, spec)
-    log.info("running %s%s", source, " under strace" if trace else "")
-    result = run_bundle(
-        bundle,
-        http_probes=options.http_probes,
-        timeout=options.timeout,
-        trace=trace,
-        stop_signal=image.config.container.get("StopSignal") or "SIGTERM",
-    )
-    return result, rootfs, spec
+class _Runner:
+    """Unpack an image once, then run it once per planned run, traced or not."""
+
+    def __init__(
+        self, image: Image, tree: FileTree, work: Path, options: MinimizeOptions, source: str
+    ):
+        self.image, self.tree, self.options, self.source = image, tree, options, source
+        self.bundle = work / "bundle"
+        self.rootfs = self.bundle / "rootfs"
+        log.info("unpacking %s into %s", source, self.rootfs)
+        unpack(image, tree, self.rootfs)
+        self.spec = process_spec(image.config, self.rootfs, source=source)
+        self.entrypoint = check_entrypoint(self.spec, tree, source=source)
+
+    def run_all(self, *, trace: bool) -> tuple[list[ProbeAnswer], TraceSummary]:
+        answers: list[ProbeAnswer] = []
+        traced = TraceSummary()
+        for args, probes in self.options.runs():
+            result = self._run(args, probes, trace=trace)
+            if args is not None and not probes:
+                label = "command " + " ".join(args) if args else "command"
+                answers += [ProbeAnswer(label, a.status, a.body) for a in result.answers]
+            else:
+                answers += result.answers
+            if result.trace is not None:
+                traced.paths |= result.trace.paths
+                traced.executed += result.trace.executed
+                traced.processes += result.trace.processes
+        return answers, traced
+
+    def _run(self, args: list[str] | None, probes: ServiceProbes, *, trace: bool) -> RunResult:
+        spec = process_spec(self.image.config, self.rootfs, source=self.source, args=args)
+        check_entrypoint(spec, self.tree, source=self.source)
+        write_bundle(self.bundle, spec)
+        log.info("running %s%s", self.source, " under strace" if trace else "")
+        return run_bundle(
+            self.bundle,
+            probes=probes,
+            timeout=self.options.timeout,
+            trace=trace,
+            stop_signal=self.image.config.container.get("StopSignal") or "SIGTERM",
+        )
 
 
 def minimize(
@@ -92,59 +135,80 @@ def minimize(
     """
     started = time.monotonic()
     tree = FileTree.from_image(image)
-    original, rootfs, spec = _run_image(
-        image, tree, work_dir / "original", options, trace=True, source=source
-    )
-    _check_run(original, source)
-    assert original.trace is not None
-    log.info(
-        "the traced run touched %d paths in %d processes",
-        len(original.trace.paths),
-        original.trace.processes,
-    )
-
-    closure = ClosureBuilder(tree, rootfs, spec.env)
-    closure.add_defaults()
-    closure.add_path(check_entrypoint(spec, tree, source=source), "entrypoint")
-    closure.add_paths(original.trace.paths, "touched by the traced run")
-    closure.add_paths(original.trace.executed, "executed by the traced run")
-    for include in options.includes:
-        _include(closure, tree, include)
+    original = _Runner(image, tree, work_dir / "original", options, source)
+    answers, traced = original.run_all(trace=options.keep_list is None)
+    closure = ClosureBuilder(tree, original.rootfs, original.spec.env)
+    if options.keep_list is None:
+        log.info(
+            "the traced runs touched %d paths in %d processes", len(traced.paths), traced.processes
+        )
+        closure.add_defaults()
+        closure.add_path(original.entrypoint, "entrypoint")
+        closure.add_paths(traced.paths, "touched by the traced run")
+        closure.add_paths(traced.executed, "executed by the traced run")
+        for include in options.includes:
+            _include(closure, tree, include)
+        apply_rules(closure)
+    else:
+        _replay(closure, tree, options.keep_list, options.includes)
+    packages = read_packages(closure)
+    replacements = rewrite_database(closure, packages)
     keep = closure.close()
 
-    total_files = sum(1 for entry in tree.entries() if not entry.is_dir)
-    kept_files = sum(1 for entry in tree.entries() if entry.path in keep and not entry.is_dir)
-    summary = f"kept {kept_files} of {total_files} files"
-    minimized = build_minimized_image(image, tree, keep.paths(), work_dir, kept_summary=summary)
+    total = sum(1 for entry in tree.entries() if not entry.is_dir)
+    kept = sum(1 for entry in tree.entries() if entry.path in keep and not entry.is_dir)
+    minimized = build_minimized_image(
+        image, tree, keep.paths(), work_dir, kept_summary=f"kept {kept} of {total} files",
+        replacements=replacements,
+    )  # fmt: skip
     minimized_tree = FileTree.from_image(minimized)
-
-    minimized_run = None
-    if options.verify:
-        minimized_run, _, _ = _run_image(
-            minimized,
-            minimized_tree,
-            work_dir / "minimized",
-            options,
-            trace=False,
-            source="minimized image",
+    verified = False
+    if options.verify and options.runs():
+        rerun = _Runner(
+            minimized, minimized_tree, work_dir / "minimized", options, "minimized image"
         )
-        differences = compare_answers(original.answers, minimized_run.answers)
-        if differences:
-            raise VerificationError(
-                "the minimized image answered the probes differently from the original:\n"
-                + "\n".join(differences)
-                + "\nkeep the missing files with --include PATH, "
-                "or write the image anyway with --no-verify"
-            )
+        minimized_answers, _ = rerun.run_all(trace=False)
+        _compare(answers, minimized_answers)
+        verified = True
     return MinimizeResult(
         image=minimized,
         keep=keep,
         before=image_stats(image, tree),
         after=image_stats(minimized, minimized_tree),
-        original_run=original,
-        minimized_run=minimized_run,
+        answers=answers,
+        verified=verified,
+        packages=packages,
         seconds=time.monotonic() - started,
     )
+
+
+def _compare(expected: list[ProbeAnswer], actual: list[ProbeAnswer]) -> None:
+    differences = compare_answers(expected, actual)
+    if differences:
+        raise VerificationError(
+            "the minimized image answered the probes differently from the original:\n"
+            + "\n".join(differences)
+            + "\nkeep the missing files with --include PATH, "
+            "or write the image anyway with --no-verify"
+        )
+
+
+def _replay(
+    closure: ClosureBuilder, tree: FileTree, entries: list[tuple[str, str]], includes: list[str]
+) -> None:
+    """Keep the paths of a keep-list; a path missing from the image is an error."""
+    missing = [path for path, _ in entries if tree.resolve(path).path is None]
+    if missing:
+        raise InvalidOptionError(
+            f"--keep-list: {len(missing)} listed paths are not in the image, "
+            f"such as {missing[0]!r}; "
+            "the list was made from another image, so trace this one again"
+        )
+    for path, reason in entries:
+        closure.add_path(path, reason or "listed in the keep-list")
+    for include in includes:
+        _include(closure, tree, include)
+    closure.close()
 
 
 def _include(closure: ClosureBuilder, tree: FileTree, include: str) -> None:
@@ -160,11 +224,3 @@ def _include(closure: ClosureBuilder, tree: FileTree, include: str) -> None:
     for candidate in tree:
         if candidate.startswith(prefix):
             closure.add_path(candidate, f"under --include {path}")
-
-
-def _check_run(result: RunResult, source: str) -> None:
-    """Turn a failure of runc itself (not of the program) into a readable error."""
-    stderr = result.stderr.decode("utf-8", "replace")
-    if "runc run failed" in stderr or "container_linux.go" in stderr:
-        last = stderr.strip().splitlines()[-1]
-        raise ContainerRunError(f"{source}: runc could not start the container: {last}")

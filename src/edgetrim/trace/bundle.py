@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetrim.errors import ContainerRunError
+from edgetrim.fs.beneath import open_beneath
 
 if TYPE_CHECKING:
     from edgetrim.fs.tree import FileTree
@@ -90,8 +91,8 @@ def check_entrypoint(spec: ProcessSpec, tree: FileTree, *, source: str) -> str:
 def resolve_user(user: str, rootfs: Path, *, source: str) -> tuple[int, int, list[int], str]:
     """Turn the config's ``user[:group]`` into uid, gid, supplementary gids and home directory."""
     name, _, group = (user or "0").partition(":")
-    passwd = _read_table(rootfs / "etc" / "passwd")
-    groups = _read_table(rootfs / "etc" / "group")
+    passwd = _read_table(rootfs, "/etc/passwd")
+    groups = _read_table(rootfs, "/etc/group")
     home = "/"
     if name.isdigit():
         uid = int(name)
@@ -128,12 +129,12 @@ def _group_id(group: str, groups: list[list[str]], *, source: str) -> int:
     return int(row[2])
 
 
-def _read_table(path: Path) -> list[list[str]]:
-    # The rootfs is unpacked by edgetrim, so /etc is a real directory and not a symlink out of it,
-    # but /etc/passwd itself may be a symlink inside the image: read it only if it is a file.
-    if path.is_symlink() or not path.is_file():
+def _read_table(rootfs: Path, path: str) -> list[list[str]]:
+    try:
+        with open_beneath(rootfs, path) as stream:
+            text = stream.read(4 << 20).decode("utf-8", "replace")
+    except OSError:
         return []
-    text = path.read_text(encoding="utf-8", errors="replace")
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 

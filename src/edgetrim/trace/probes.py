@@ -1,54 +1,140 @@
 """Probes that drive a container run and record what it answered.
 
 A run is compared with another run of the same probes: the original image's answers are the
-expected ones for the minimized image.
+expected ones for the minimized image. Probe kinds:
+
+- HTTP: wait for a port on 127.0.0.1, send one request, record status and body.
+- TCP: wait until a port on 127.0.0.1 accepts a connection.
+- exec: run a command inside the running container with ``runc exec``; record exit code and stdout.
+- host: run a shell command on the host while the container runs; record exit code and stdout.
+  The container shares the host's network namespace, so the command reaches it on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import http.client
+import shlex
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgetrim.errors import ContainerRunError, InvalidOptionError
 
 PROBE_HOST = "127.0.0.1"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def _parse_port(text: str, option: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise InvalidOptionError(f"{option} {whole!r}: the port must be a number from 1 to 65535")
+    return int(text)
 
 
 @dataclass(frozen=True)
 class HttpProbe:
-    """Wait for a TCP port on 127.0.0.1, then send one GET and record status and body."""
+    """Wait for a TCP port on 127.0.0.1, then send one request and record status and body."""
 
     port: int
     path: str = "/"
+    method: str = "GET"
+    expect_status: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> HttpProbe:
-        """Parse ``PORT[/PATH]`` as given to ``--http-probe``."""
-        port_text, slash, path = text.partition("/")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise InvalidOptionError(
-                f"--http-probe {text!r}: expected PORT[/PATH] with a port from 1 to 65535, "
-                "e.g. 8080/health"
-            )
-        return cls(int(port_text), slash + path if slash else "/")
+        """Parse ``PORT[/PATH][,method=METHOD][,status=CODE]`` as given to ``--http-probe``."""
+        target, *settings = text.split(",")
+        port_text, slash, path = target.partition("/")
+        port = _parse_port(port_text, "--http-probe", text)
+        method, status = "GET", None
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            if key == "method" and value.upper() in HTTP_METHODS:
+                method = value.upper()
+            elif key == "status" and value.isdigit() and 100 <= int(value) < 600:
+                status = int(value)
+            else:
+                raise InvalidOptionError(
+                    f"--http-probe {text!r}: invalid setting {setting!r}; expected "
+                    "PORT[/PATH][,method=GET|POST|...][,status=CODE], e.g. 8080/health,status=200"
+                )
+        return cls(port, slash + path if slash else "/", method, status)
 
     def __str__(self) -> str:
-        return f"GET http://{PROBE_HOST}:{self.port}{self.path}"
+        return f"{self.method} http://{PROBE_HOST}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True)
+class TcpProbe:
+    """Wait until a TCP port on 127.0.0.1 accepts a connection."""
+
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> TcpProbe:
+        """Parse ``PORT`` as given to ``--tcp-probe``."""
+        return cls(_parse_port(text, "--tcp-probe", text))
+
+    def __str__(self) -> str:
+        return f"TCP {PROBE_HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ExecProbe:
+    """A command run inside the running container, as ``docker exec`` runs one."""
+
+    argv: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> ExecProbe:
+        """Split ``--exec-probe`` text into argv with shell quoting rules."""
+        argv = tuple(_split(text, "--exec-probe"))
+        return cls(argv)
+
+    def __str__(self) -> str:
+        return f"exec {shlex.join(self.argv)}"
+
+
+@dataclass(frozen=True)
+class HostProbe:
+    """A shell command run on the host while the container runs."""
+
+    command: str
+
+    @classmethod
+    def parse(cls, text: str) -> HostProbe:
+        """Check that ``--probe-cmd`` text is a non-empty shell command."""
+        _split(text, "--probe-cmd")
+        return cls(text)
+
+    def __str__(self) -> str:
+        return f"host command {self.command!r}"
+
+
+def _split(text: str, option: str) -> list[str]:
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidOptionError(f"{option} {text!r}: invalid quoting ({exc})") from exc
+    if not argv:
+        raise InvalidOptionError(f"{option}: the command is empty")
+    return argv
 
 
 @dataclass(frozen=True)
 class ProbeAnswer:
-    """What one probe observed: HTTP status and body, or a command's exit code and stdout."""
+    """What one probe observed: a status (HTTP status, exit code, 0 for an open port) and output."""
 
     probe: str
     status: int
     body: bytes
 
+    @property
+    def status_name(self) -> str:
+        return "status" if self.probe.split(" ", 1)[0] in HTTP_METHODS else "exit code"
+
     def describe(self) -> str:
-        kind = "exit code" if self.probe == "command" else "status"
-        return f"{self.probe}: {kind} {self.status}, {len(self.body)} bytes"
+        return f"{self.probe}: {self.status_name} {self.status}, {len(self.body)} bytes"
 
 
 def port_in_use(port: int) -> bool:
@@ -58,7 +144,7 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex((PROBE_HOST, port)) == 0
 
 
-def wait_for_port(port: int, deadline: float, still_running) -> None:
+def wait_for_port(port: int, deadline: float, still_running: Callable[[], bool]) -> None:
     """Poll until 127.0.0.1:port accepts a connection, the process exits, or the deadline passes."""
     while time.monotonic() < deadline:
         if port_in_use(port):
@@ -76,14 +162,15 @@ def wait_for_port(port: int, deadline: float, still_running) -> None:
 
 
 def send_http_probe(probe: HttpProbe, deadline: float) -> ProbeAnswer:
-    """Send the probe's GET and return status and body."""
+    """Send the probe's request and return status and body."""
     timeout = max(deadline - time.monotonic(), 1.0)
     connection = http.client.HTTPConnection(PROBE_HOST, probe.port, timeout=timeout)
     try:
-        connection.request("GET", probe.path, headers={"Connection": "close"})
+        connection.request(probe.method, probe.path, headers={"Connection": "close"})
         response = connection.getresponse()
-        return ProbeAnswer(str(probe), response.status, response.read())
+        answer = ProbeAnswer(str(probe), response.status, response.read())
     except (OSError, http.client.HTTPException) as exc:
         raise ContainerRunError(f"{probe} failed: {exc}") from exc
     finally:
         connection.close()
+    return answer

@@ -7,14 +7,17 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgetrim.errors import ContainerRunError, ToolMissingError
 from edgetrim.trace import strace_log
 from edgetrim.trace.probes import (
+    ExecProbe,
+    HostProbe,
     HttpProbe,
     ProbeAnswer,
+    TcpProbe,
     port_in_use,
     send_http_probe,
     wait_for_port,
@@ -22,9 +25,28 @@ from edgetrim.trace.probes import (
 
 log = logging.getLogger(__name__)
 
-# Every file syscall, process creation (to follow children into the container) and fchdir.
-STRACE_FILTER = "trace=%file,%process,fchdir"
+# Every file syscall, process creation (to follow children into the container), fchdir, and
+# setns (how `runc exec` enters a running container).
+STRACE_FILTER = "trace=%file,%process,fchdir,setns"
 STOP_GRACE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class ServiceProbes:
+    """The probes of one service run, sent in this order: TCP, HTTP, exec, host."""
+
+    tcp: tuple[TcpProbe, ...] = ()
+    http: tuple[HttpProbe, ...] = ()
+    exec: tuple[ExecProbe, ...] = ()
+    host: tuple[HostProbe, ...] = ()
+    duration: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.tcp or self.http or self.exec or self.host)
+
+    @property
+    def ports(self) -> list[int]:
+        return sorted({p.port for p in self.tcp} | {p.port for p in self.http})
 
 
 @dataclass
@@ -37,7 +59,6 @@ class RunResult:
     stderr: bytes
     trace: strace_log.TraceSummary | None = None
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def require_tools(*tools: str) -> None:
@@ -47,103 +68,144 @@ def require_tools(*tools: str) -> None:
             raise ToolMissingError(f"{tool} is not installed; install the Debian package {tool!r}")
 
 
+class _Run:
+    """One `runc run` of a bundle, with the files and ids it needs."""
+
+    def __init__(self, bundle: Path, *, trace: bool):
+        self.bundle = bundle
+        self.trace = trace
+        self.state = bundle.parent / "runc-state"
+        self.id = f"edgetrim-{uuid.uuid4().hex[:12]}"
+        self.trace_files: list[Path] = []
+        self.stdout_path = bundle.parent / f"{self.id}.out"
+        self.stderr_path = bundle.parent / f"{self.id}.err"
+
+    def traced(self, command: list[str]) -> list[str]:
+        if not self.trace:
+            return command
+        trace_file = self.bundle.parent / f"{self.id}.{len(self.trace_files)}.strace"
+        self.trace_files.append(trace_file)
+        return [
+            "strace", "-f", "-qq", "-y", "--decode-pids=pidns", "-e", STRACE_FILTER,
+            "-e", "signal=none", "-o", str(trace_file), *command,
+        ]  # fmt: skip
+
+    def runc(self, *args: str) -> list[str]:
+        return ["runc", "--root", str(self.state), *args]
+
+    def summary(self) -> strace_log.TraceSummary | None:
+        if not self.trace:
+            return None
+        total = strace_log.TraceSummary()
+        for path in self.trace_files:
+            with open(path, encoding="utf-8", errors="surrogateescape") as lines:
+                part = strace_log.parse(lines, host_prefixes=(str(self.bundle.parent),))
+            total.paths |= part.paths
+            total.executed += part.executed
+            total.processes += part.processes
+        return total
+
+    def stderr_tail(self) -> str:
+        lines = self.stderr_path.read_bytes().decode("utf-8", "replace").strip().splitlines()
+        return f" (its last line of stderr: {lines[-1].strip()})" if lines else ""
+
+
 def run_bundle(
     bundle: Path,
     *,
-    http_probes: list[HttpProbe],
+    probes: ServiceProbes,
     timeout: float,
     trace: bool,
     stop_signal: str = "SIGTERM",
 ) -> RunResult:
     """Run the bundle once and return what the probes and the process produced.
 
-    With HTTP probes the process is a service: it is stopped after the last probe answers.
-    Without them it is a job that runs to completion; its exit code and stdout are the answer.
+    With service probes the process is a service: it is stopped after the last probe and the
+    probe duration. Without them it is a job that runs to completion; its exit code and stdout
+    are the answer.
     """
     require_tools("runc", *(["strace"] if trace else []))
-    for probe in http_probes:
-        if port_in_use(probe.port):
+    for port in probes.ports:
+        if port_in_use(port):
             raise ContainerRunError(
-                f"port {probe.port} on 127.0.0.1 is already in use, so the probe could not reach "
-                "the container; stop what listens there or probe another port"
+                f"port {port} on 127.0.0.1 is already in use, so a probe could not reach the "
+                "container; stop what listens there or probe another port"
             )
-    state = bundle.parent / "runc-state"
-    container_id = f"edgetrim-{uuid.uuid4().hex[:12]}"
-    trace_file = bundle.parent / f"{container_id}.strace"
-    command = ["runc", "--root", str(state), "run", "--bundle", str(bundle), container_id]
-    if trace:
-        command = [
-            "strace",
-            "-f",
-            "-qq",
-            "-y",
-            "--decode-pids=pidns",
-            "-e",
-            STRACE_FILTER,
-            "-e",
-            "signal=none",
-            "-o",
-            str(trace_file),
-            *command,
-        ]
+    run = _Run(bundle, trace=trace)
     started = time.monotonic()
     deadline = started + timeout
-    stdout_path, stderr_path = (
-        bundle.parent / f"{container_id}.out",
-        bundle.parent / f"{container_id}.err",
-    )
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+    command = run.traced(run.runc("run", "--bundle", str(bundle), run.id))
+    with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         try:
-            answers = _drive(process, http_probes, deadline)
-            exit_code = _finish(process, state, container_id, http_probes, deadline, stop_signal)
+            answers = _probe(run, process, probes, deadline) if probes else []
+            exit_code = _finish(run, process, probes, deadline, stop_signal)
         except ContainerRunError as exc:
-            raise ContainerRunError(f"{exc}{_stderr_tail(stderr_path)}") from exc
+            raise ContainerRunError(f"{exc}{run.stderr_tail()}") from exc
         finally:
-            _force_stop(process, state, container_id)
-    result = RunResult(
+            _force_stop(run, process)
+    stdout = run.stdout_path.read_bytes()
+    if not probes:
+        answers = [ProbeAnswer("command", exit_code if exit_code is not None else -1, stdout)]
+    return RunResult(
         answers=answers,
         exit_code=exit_code,
-        stdout=stdout_path.read_bytes(),
-        stderr=stderr_path.read_bytes(),
+        stdout=stdout,
+        stderr=run.stderr_path.read_bytes(),
+        trace=run.summary(),
         seconds=time.monotonic() - started,
     )
-    if not http_probes:
-        result.answers = [
-            ProbeAnswer("command", exit_code if exit_code is not None else -1, result.stdout)
-        ]
-    if trace:
-        with open(trace_file, encoding="utf-8", errors="surrogateescape") as lines:
-            result.trace = strace_log.parse(lines, host_prefixes=(str(bundle.parent),))
-    return result
 
 
-def _stderr_tail(path: Path) -> str:
-    """Return the container's last line of stderr, for an error message."""
-    lines = path.read_bytes().decode("utf-8", "replace").strip().splitlines()
-    return f" (its last line of stderr: {lines[-1].strip()})" if lines else ""
-
-
-def _drive(
-    process: subprocess.Popen, http_probes: list[HttpProbe], deadline: float
+def _probe(
+    run: _Run, process: subprocess.Popen[bytes], probes: ServiceProbes, deadline: float
 ) -> list[ProbeAnswer]:
     answers = []
-    for probe in http_probes:
-        wait_for_port(probe.port, deadline, lambda: process.poll() is None)
-        answers.append(send_http_probe(probe, deadline))
+    for port in probes.ports:
+        wait_for_port(port, deadline, lambda: process.poll() is None)
+    answers += [ProbeAnswer(str(probe), 0, b"") for probe in probes.tcp]
+    answers += [send_http_probe(probe, deadline) for probe in probes.http]
+    answers += [_exec(run, probe, deadline) for probe in probes.exec]
+    answers += [_host(probe, deadline) for probe in probes.host]
+    if probes.duration:
+        time.sleep(min(probes.duration, max(deadline - time.monotonic(), 0)))
+    if process.poll() is not None:
+        raise ContainerRunError("the container exited while it was being probed")
     return answers
 
 
+def _exec(run: _Run, probe: ExecProbe, deadline: float) -> ProbeAnswer:
+    command = run.traced(run.runc("exec", run.id, *probe.argv))
+    try:
+        result = subprocess.run(
+            command, capture_output=True, timeout=max(deadline - time.monotonic(), 1.0)
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ContainerRunError(f"{probe} did not finish within the timeout") from exc
+    return ProbeAnswer(str(probe), result.returncode, result.stdout)
+
+
+def _host(probe: HostProbe, deadline: float) -> ProbeAnswer:
+    try:
+        result = subprocess.run(
+            ["sh", "-c", probe.command],
+            capture_output=True,
+            timeout=max(deadline - time.monotonic(), 1.0),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ContainerRunError(f"{probe} did not finish within the timeout") from exc
+    return ProbeAnswer(str(probe), result.returncode, result.stdout)
+
+
 def _finish(
-    process: subprocess.Popen,
-    state: Path,
-    container_id: str,
-    http_probes: list[HttpProbe],
+    run: _Run,
+    process: subprocess.Popen[bytes],
+    probes: ServiceProbes,
     deadline: float,
     stop_signal: str,
 ) -> int | None:
     """Let a job run to its end, or stop a service the way `docker stop` does."""
-    if not http_probes:
+    if not probes:
         try:
             return process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired as exc:
@@ -151,28 +213,28 @@ def _finish(
                 "the container did not exit within the timeout; "
                 "raise --timeout or check its command"
             ) from exc
-    _runc(state, "kill", container_id, stop_signal.removeprefix("SIG"))
+    _quiet(run.runc("kill", run.id, stop_signal.removeprefix("SIG")))
     try:
         process.wait(timeout=STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        _runc(state, "kill", container_id, "KILL")
+        _quiet(run.runc("kill", run.id, "KILL"))
         process.wait(timeout=10)
     return None
 
 
-def _force_stop(process: subprocess.Popen, state: Path, container_id: str) -> None:
+def _force_stop(run: _Run, process: subprocess.Popen[bytes]) -> None:
     """Make sure no container or tracer outlives the run, whatever happened."""
     if process.poll() is None:
-        _runc(state, "kill", container_id, "KILL")
+        _quiet(run.runc("kill", run.id, "KILL"))
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    _runc(state, "delete", "--force", container_id)
+    _quiet(run.runc("delete", "--force", run.id))
 
 
-def _runc(state: Path, *args: str) -> None:
-    result = subprocess.run(["runc", "--root", str(state), *args], capture_output=True)
+def _quiet(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True)
     if result.returncode != 0:
-        log.debug("runc %s: %s", " ".join(args), result.stderr.decode(errors="replace").strip())
+        log.debug("%s: %s", " ".join(command), result.stderr.decode(errors="replace").strip())

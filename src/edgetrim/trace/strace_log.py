@@ -1,7 +1,8 @@
 """Turn an ``strace -f -y`` log of ``runc run`` into the container paths the process touched.
 
 strace follows runc itself, which works on host paths until the container's init process calls
-``pivot_root``. Only that process after its pivot, and every process it starts, counts. With
+``pivot_root`` (or, for ``runc exec``, joins the container's mount namespace with ``setns``).
+Only that process after that call, and every process it starts, counts. With
 ``-y`` strace prints the path of each file descriptor, including ``AT_FDCWD`` (the working
 directory) and returned descriptors, so relative names and symlinked paths resolve exactly.
 """
@@ -25,7 +26,7 @@ _RETURNED_FD = re.compile(rf"^\d+{_FD_PATH}")
 _FD_ARG = re.compile(rf"^\d+{_FD_PATH}")
 _TRANSLATED_PID = re.compile(r"^\d+ /\* (\d+) in strace's PID NS \*/")
 _CLONE_CALLS = frozenset({"clone", "clone3", "fork", "vfork"})
-_SKIPPED_CALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "execveat"})
+_SKIPPED_CALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "execveat", "setns"})
 # Which quoted operands of a call are paths; the default is the first one only. Later strings
 # are values, for example the target text of a symlink or the buffer filled by readlink.
 _PATH_OPERANDS: dict[str, tuple[int, ...]] = {
@@ -135,7 +136,7 @@ def parse(lines: Iterable[str], *, host_prefixes: tuple[str, ...] = ()) -> Trace
         if not call:
             continue
         name, result = call.group(1), call.group(3)
-        if name == "pivot_root" and result.startswith("0") and process.pivot_line is None:
+        if _enters_container(name, call.group(2), result) and process.pivot_line is None:
             process.pivot_line = number
         elif name in _CLONE_CALLS and _child_pid(result) is not None:
             processes.setdefault(_child_pid(result), _Process()).parent = pid  # type: ignore[arg-type]
@@ -173,6 +174,17 @@ def parse(lines: Iterable[str], *, host_prefixes: tuple[str, ...] = ()) -> Trace
                 summary.paths.add(path)
     summary.processes = len(counted)
     return summary
+
+
+def _enters_container(name: str, args: str, result: str) -> bool:
+    """Tell whether a call moved the process into the container's filesystem view.
+
+    ``runc run`` calls ``pivot_root`` in the container's init; ``runc exec`` joins the running
+    container with ``setns(fd, CLONE_NEWNS)``.
+    """
+    if not result.startswith("0"):
+        return False
+    return name == "pivot_root" or (name == "setns" and args.endswith("CLONE_NEWNS"))
 
 
 def _child_pid(result: str) -> int | None:
