@@ -12,6 +12,7 @@ import sys
 import click
 
 from edgetrim import __version__
+from edgetrim.cli.analyze import analyze_command
 from edgetrim.cli.minimize import minimize_command
 from edgetrim.errors import EdgetrimError
 
@@ -20,17 +21,22 @@ INTERNAL_ERROR_EXIT = 3
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgetrim")
-@click.option("-v", "--verbose", count=True, help="Log the steps of a run (-v) or every file event (-vv).")
+@click.option(
+    "-v", "--verbose", count=True, help="Log the steps of a run (-v) or every file event (-vv)."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(context: click.Context, verbose: int, debug: bool) -> None:
     """Fit container images to edge devices."""
     context.obj = {"debug": debug}
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 cli.add_command(minimize_command)
+cli.add_command(analyze_command)
 
 
 def main() -> None:
@@ -57,7 +63,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last resort for bugs, with a way to see them
         if debug:
             raise
-        click.echo(f"edgetrim: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", err=True)
+        click.echo(
+            f"edgetrim: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug and report it)",
+            err=True,
+        )
         sys.exit(INTERNAL_ERROR_EXIT)
 
 

