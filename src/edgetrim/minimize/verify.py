@@ -15,8 +15,8 @@ def compare_answers(expected: list[ProbeAnswer], actual: list[ProbeAnswer]) -> l
     for before, after in zip(expected, actual, strict=True):
         if before.status == after.status and before.body == after.body:
             continue
-        kind = "exit code" if before.probe == "command" else "status"
-        output = "stdout" if before.probe == "command" else "body"
+        kind = before.status_name
+        output = "body" if kind == "status" else "stdout"
         lines = [f"{before.probe}:"]
         if before.status != after.status:
             lines.append(f"  {kind}: original {before.status}, minimized {after.status}")
