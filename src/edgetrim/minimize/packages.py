@@ -78,7 +78,8 @@ def _package_files(closure: ClosureBuilder, list_path: str) -> list[str]:
         # A package's symlink (libz.so of a -dev package) is its own file, not its target's.
         resolved = closure.tree.resolve(line, follow_last=False).path
         entry = closure.tree.get(resolved) if resolved else None
-        if entry is not None and not entry.is_dir:
+        # dpkg lists directories too; with merged /usr, /lib is one that is now a symlink.
+        if entry is not None and not entry.is_dir and not _is_directory(closure.tree, line):
             files.append(line)
     return files
 
