@@ -14,7 +14,8 @@ set -eu
 #   mmdebstrap       builds the root file system of the base image
 #   docker-registry  a local registry for tests
 #   python3-venv     the virtual environment that edgetrim is installed in
-packages="docker.io runc strace skopeo umoci mmdebstrap docker-registry python3-venv"
+#   chromium         renders the page of `edgetrim analyze --html` in a test
+packages="docker.io runc strace skopeo umoci mmdebstrap docker-registry python3-venv chromium"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
