@@ -10,7 +10,9 @@ archive, N times each, in turn:
     floor     python3 -c ... ARCHIVE                  read and sha256 every byte once, 1 MiB reads
     edgetrim  edgetrim analyze --json docker-archive:ARCHIVE
     dive      dive --ci --source docker-archive ARCHIVE
-and prints a Markdown table of median wall seconds, CPU seconds and peak memory per command.
+and prints a Markdown table of median wall seconds, CPU seconds and peak memory per command,
+then the median of the paired ratios edgetrim / dive (run i of edgetrim against run i of dive),
+which is steadier than a ratio of medians when the machine's speed drifts.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def main() -> None:
 
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="edgetrim-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    ratios: dict[str, tuple[float, float]] = {}
     print("| image | archive | command | wall s (median) | CPU s (median) | peak RSS MiB |")
     print("|---|---:|---|---:|---:|---:|")
     for name in EXAMPLES:
@@ -98,6 +101,13 @@ def main() -> None:
             cpu = statistics.median(run[1] for run in runs)
             peak = max(run[2] for run in runs) / 1024
             print(f"| {name} | {size:.0f} MB | {label} | {wall:.2f} | {cpu:.2f} | {peak:.0f} |")
+        pairs = list(zip(results["edgetrim analyze --json"], results["dive --ci"], strict=True))
+        wall_ratio = statistics.median(ours[0] / theirs[0] for ours, theirs in pairs)
+        cpu_ratio = statistics.median(ours[1] / theirs[1] for ours, theirs in pairs)
+        ratios[name] = (wall_ratio, cpu_ratio)
+    print()
+    for name, (wall, cpu) in ratios.items():
+        print(f"{name}: edgetrim / dive, median of paired runs: {wall:.2f} wall, {cpu:.2f} CPU")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ class ImageWriteError(EdgetrimError):
     """An image could not be written: the destination folder is missing, not writable or full."""
 
 
+class RegistryError(EdgetrimError):
+    """A registry could not be reached or rejected a request (after bounded retries)."""
+
+
+class RegistryAuthError(RegistryError):
+    """A registry rejected the credentials, or requires credentials that were not found."""
+
+
 class DockerEngineError(EdgetrimError):
     """The Docker engine did not answer or rejected a request."""
 

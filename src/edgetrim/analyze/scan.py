@@ -8,16 +8,12 @@ database, ``/etc/passwd``) is kept in memory. The members then go to a :class:`L
 
 from __future__ import annotations
 
-import io
 import logging
-import queue
 import re
-import threading
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from edgetrim.analyze.stack import LayerChanges, LayerStack, StoredCopy
-from edgetrim.fs.safetar import TarMember, iter_layer
+from edgetrim.fs.safetar import LayerReader, PendingDigest, TarMember
 from edgetrim.image.model import Image, Layer
 
 log = logging.getLogger(__name__)
@@ -25,13 +21,13 @@ log = logging.getLogger(__name__)
 # Files whose content the package and attack-surface steps parse. They are small: the dpkg
 # status file of a large Debian image is about 1 MB and each info/*.list a few KB.
 _KEPT_FILES = re.compile(r"^(/var/lib/dpkg/status|/var/lib/dpkg/info/[^/]+\.list|/etc/passwd)$")
-# tarfile reads 10 KiB at a time; a buffer serves those reads from memory. Reads of 1 MiB
-# or more were several times slower (Python 3.11, glibc 2.36): each fresh buffer that large
-# is mapped anew and page-faulted in.
-_READ_BUFFER = 262144
-# Chunks read ahead by the reader thread, so at most this many buffers wait in memory.
-_READ_AHEAD = 16
 _ELF_MAGIC = b"\x7fELF"
+# The ELF header fields read here end with e_type at byte 18.
+_HEAD_SIZE = 18
+# Files at least this large may be hashed on the read-ahead thread when it is idle; handing
+# over a smaller file costs about as much as hashing it. On the two example images (2 cores)
+# 16 KiB to 1 MiB gave scan times within the noise of a shared machine.
+_HASH_LATER_SIZE = 64 << 10
 
 
 @dataclass
@@ -70,77 +66,14 @@ class _ContentSink:
         self.parts: list[bytes] = []
         self.keep = keep
 
-    def write(self, chunk: bytes) -> int:
-        if not self.head:
-            self.head = bytes(chunk[:20])
+    def write(self, chunk: bytes | memoryview) -> int:
+        # The chunk is a view of a buffer that is reused, so what is kept is copied. A chunk
+        # may end anywhere, even within the first bytes of the file.
+        if len(self.head) < _HEAD_SIZE:
+            self.head += bytes(chunk[: _HEAD_SIZE - len(self.head)])
         if self.keep:
             self.parts.append(bytes(chunk))
         return len(chunk)
-
-
-class _ReadAhead(io.RawIOBase):
-    """Read a stream to its end in a thread, and serve its bytes to the caller in order.
-
-    Verifying a layer's digests (sha256, in C, without the GIL) then runs on one core while
-    the caller parses the tar and hashes files on the other. An exception in the thread,
-    such as a digest mismatch at the end of the stream, is raised in the caller's read.
-    ``count`` is the number of bytes served: the uncompressed size of the layer tar.
-    """
-
-    def __init__(self, stream: BinaryIO):
-        self._stream = stream
-        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(_READ_AHEAD)
-        self._current = memoryview(b"")
-        self._done = False
-        self._stop = threading.Event()
-        self.count = 0
-        self._thread = threading.Thread(target=self._fill, name="layer-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _fill(self) -> None:
-        try:
-            while not self._stop.is_set():
-                chunk = self._stream.read(_READ_BUFFER)
-                self._put(chunk)
-                if not chunk:
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._chunks.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._current:
-            if self._done:
-                return 0
-            item = self._chunks.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-                return 0
-            self._current = memoryview(item)
-        size = min(len(buffer), len(self._current))
-        buffer[:size] = self._current[:size]
-        self._current = self._current[size:]
-        self.count += size
-        return size
-
-    def close(self) -> None:
-        """Stop the thread; the caller closes the stream it passed in, after this."""
-        self._stop.set()
-        self._thread.join()
-        super().close()
 
 
 def scan_image(image: Image) -> ScanResult:
@@ -160,9 +93,11 @@ def scan_image(image: Image) -> ScanResult:
 def _scan_layer(layer: Layer, index: int, result: ScanResult) -> LayerStats:
     stats = LayerStats(index=index)
     changes = LayerChanges(entries=[], copies={}, whiteouts=[], opaque_dirs=[])
-    with layer.read_tar() as stream, _ReadAhead(stream) as ahead:
-        buffered = io.BufferedReader(ahead, _READ_BUFFER)
-        for item in iter_layer(buffered, layer_index=index, layer_name=layer.label):
+    pending: list[tuple[StoredCopy, PendingDigest]] = []
+    with layer.read_tar() as stream:
+        # The read-ahead thread reads the blob and verifies its digests while this one parses.
+        reader = LayerReader(stream, layer_index=index, layer_name=layer.label, read_ahead=True)
+        for item in reader:
             if not isinstance(item, TarMember):
                 stats.whiteouts += 1
                 target = changes.opaque_dirs if item.opaque else changes.whiteouts
@@ -175,37 +110,58 @@ def _scan_layer(layer: Layer, index: int, result: ScanResult) -> LayerStats:
             else:
                 stats.files += 1
             if entry.is_regular:
-                copy_id = _read_file(item, index, result)
+                copy_id = _read_file(item, index, result, pending)
                 changes.copies[len(changes.entries)] = copy_id
                 stats.content_bytes += entry.size
             changes.entries.append(entry)
-        # Read the tar to its end so that the count includes the end-of-archive padding.
-        while buffered.read(_READ_BUFFER):
-            pass
-        stats.tar_bytes = ahead.count
+        # The reader read the stream to its end, end-of-archive padding included.
+        stats.tar_bytes = reader.bytes_read
+    # The iteration has ended, so the read-ahead thread has hashed every file handed to it.
+    for copy, digest in pending:
+        copy.digest = digest.result()
     result.stack.apply(index, changes, layer.label)
     _drop_hidden_kept(result)
     return stats
 
 
-def _read_file(item: TarMember, layer: int, result: ScanResult) -> int:
+def _read_file(
+    item: TarMember, layer: int, result: ScanResult, pending: list[tuple[StoredCopy, PendingDigest]]
+) -> int:
+    """Hash a regular file, now or on the read-ahead thread; return its stored copy id.
+
+    A file hashed later has an empty digest until the layer has been read, and is added to
+    ``pending`` then.
+    """
     entry = item.entry
     keep = _KEPT_FILES.match(entry.path) is not None
-    sink = _ContentSink(keep)
-    digest = item.read_content(sink)  # type: ignore[arg-type]
-    elf_type = 0
-    if sink.head.startswith(_ELF_MAGIC) and len(sink.head) >= 18:
-        # e_type is at offset 16, in the byte order that EI_DATA (offset 5) names.
-        if sink.head[5] == 1:
-            elf_type = int.from_bytes(sink.head[16:18], "little")
-        else:
-            elf_type = int.from_bytes(sink.head[16:18], "big")
-    copy_id = result.stack.add_copy(
-        StoredCopy(layer=layer, path=entry.path, size=entry.size, digest=digest, elf_type=elf_type)
+    later: PendingDigest | None = None
+    if keep or entry.size < _HASH_LATER_SIZE:
+        sink = _ContentSink(keep)
+        digest = item.read_content(sink)  # type: ignore[arg-type]
+        head = sink.head
+    else:
+        later = item.hash_content(head_size=_HEAD_SIZE)
+        digest = ""
+        head = later.head
+    copy = StoredCopy(
+        layer=layer, path=entry.path, size=entry.size, digest=digest, elf_type=_elf_type(head)
     )
+    copy_id = result.stack.add_copy(copy)
+    if later is not None:
+        pending.append((copy, later))
     if keep:
         result.kept[copy_id] = b"".join(sink.parts)
     return copy_id
+
+
+def _elf_type(head: bytes) -> int:
+    """Return ``e_type`` of an ELF header at the start of ``head``, or 0 if there is none."""
+    if not head.startswith(_ELF_MAGIC) or len(head) < _HEAD_SIZE:
+        return 0
+    # e_type is at offset 16, in the byte order that EI_DATA (offset 5) names.
+    if head[5] == 1:
+        return int.from_bytes(head[16:18], "little")
+    return int.from_bytes(head[16:18], "big")
 
 
 def _drop_hidden_kept(result: ScanResult) -> None:

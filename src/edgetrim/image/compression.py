@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import zstandard
 
 from edgetrim.errors import ImageFormatError
+from edgetrim.image.digest import read_into
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -53,22 +54,35 @@ class _PeekedStream:
             return data
         return self._rest.read(size)
 
+    def readinto(self, buffer: memoryview) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return read_into(self._rest, buffer)
+
     def close(self) -> None:
         self._rest.close()
 
 
 def decompress(stream: BinaryIO, *, name: str) -> BinaryIO:
     """Return a stream of the uncompressed bytes of ``stream``, whatever its compression."""
+    return open_decompressed(stream, name=name)[0]
+
+
+def open_decompressed(stream: BinaryIO, *, name: str) -> tuple[BinaryIO, Compression]:
+    """Return a stream of the uncompressed bytes of ``stream`` and the compression it undoes."""
     head = stream.read(4)
     peeked: Any = _PeekedStream(head, stream)
     kind = sniff(head)
     if kind is Compression.GZIP:
-        return gzip.GzipFile(fileobj=peeked, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=peeked, mode="rb"), kind  # type: ignore[return-value]
     if kind is Compression.ZSTD:
         try:
             decompressor = zstandard.ZstdDecompressor()
             reader: Any = decompressor.stream_reader(peeked, read_across_frames=True)
         except zstandard.ZstdError as exc:
             raise ImageFormatError(f"{name}: invalid zstd data: {exc}") from exc
-        return reader  # type: ignore[no-any-return]
-    return peeked  # type: ignore[no-any-return]
+        return reader, kind
+    return peeked, kind

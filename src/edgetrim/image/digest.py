@@ -6,7 +6,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from edgetrim.errors import DigestMismatchError, ImageFormatError
 
@@ -51,6 +51,7 @@ class VerifyingReader(io.RawIOBase):
 
     def __init__(self, stream: BinaryIO, expected: Digest, *, name: str, size: int | None = None):
         self._stream = stream
+        self._readinto = getattr(stream, "readinto", None)
         self._expected = expected
         self._size = size
         self._name = name
@@ -62,22 +63,23 @@ class VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        limit = len(buffer)
+        view = memoryview(buffer)
+        if not view:
+            return 0
         if self._size is not None:
             # Read one byte past the recorded size so that a blob longer than it claims is caught.
-            limit = min(limit, self._size - self._count + 1)
-        data = self._stream.read(max(limit, 0))
-        if not data:
+            view = view[: max(self._size - self._count + 1, 0)]
+        count = read_into(self._stream, view, self._readinto)
+        if not count:
             self._check()
             return 0
-        self._count += len(data)
+        self._count += count
         if self._size is not None and self._count > self._size:
             raise DigestMismatchError(
                 f"{self._name}: blob is larger than the {self._size} bytes its descriptor records"
             )
-        self._hash.update(data)
-        buffer[: len(data)] = data
-        return len(data)
+        self._hash.update(view[:count])
+        return count
 
     def _check(self) -> None:
         if self._checked:
@@ -103,3 +105,17 @@ class VerifyingReader(io.RawIOBase):
     def close(self) -> None:
         self._stream.close()
         super().close()
+
+
+def read_into(stream: Any, view: memoryview, readinto: Any = None) -> int:
+    """Read once from ``stream`` into ``view`` and return the count; 0 means end of stream.
+
+    Uses ``readinto`` (default: the stream's own) when there is one, so nothing is copied,
+    and otherwise ``read`` and one copy.
+    """
+    readinto = readinto or getattr(stream, "readinto", None)
+    if readinto is not None:
+        return int(readinto(view))
+    data = stream.read(len(view))
+    view[: len(data)] = data
+    return len(data)

@@ -20,7 +20,7 @@ import zstandard
 
 from edgetrim.errors import ImageFormatError
 from edgetrim.image import compression
-from edgetrim.image.digest import Digest, VerifyingReader
+from edgetrim.image.digest import Digest, VerifyingReader, read_into
 
 BlobOpener = Callable[[], BinaryIO]
 
@@ -79,6 +79,7 @@ class ImageConfig:
 
     def __init__(self, raw: bytes, *, name: str = "config"):
         self.raw = raw
+        self.name = name
         self.digest = Digest.of_bytes(raw)
         try:
             data = json.loads(raw)
@@ -102,25 +103,48 @@ class ImageConfig:
         value = self.data.get("config")
         return value if isinstance(value, dict) else {}
 
+    def _strings(self, field: str) -> list[str]:
+        """Return a list-of-strings field; a lone string is a one-item list, as in Docker."""
+        value = self.container.get(field)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ImageFormatError(
+                f"{self.name}: config.{field} must be a list of strings, not {value!r:.80}"
+            )
+        return list(value)
+
+    def _string(self, field: str) -> str:
+        value = self.container.get(field)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ImageFormatError(
+                f"{self.name}: config.{field} must be a string, not {value!r:.80}"
+            )
+        return value
+
     @property
     def entrypoint(self) -> list[str]:
-        return list(self.container.get("Entrypoint") or [])
+        return self._strings("Entrypoint")
 
     @property
     def cmd(self) -> list[str]:
-        return list(self.container.get("Cmd") or [])
+        return self._strings("Cmd")
 
     @property
     def env(self) -> list[str]:
-        return list(self.container.get("Env") or [])
+        return self._strings("Env")
 
     @property
     def working_dir(self) -> str:
-        return self.container.get("WorkingDir") or ""
+        return self._string("WorkingDir")
 
     @property
     def user(self) -> str:
-        return self.container.get("User") or ""
+        return self._string("User")
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -133,6 +157,9 @@ class ImageConfig:
             self.data.get("architecture") or "amd64",
             self.data.get("variant") or "",
         )
+
+
+_DECOMPRESSION_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError)
 
 
 class _LayerTarStream:
@@ -151,14 +178,32 @@ class _LayerTarStream:
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._stream.read(size)
-        except (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError) as exc:
-            raise ImageFormatError(
-                f"{self._name}: layer data is corrupt or truncated ({exc}); "
-                "fetch or export the image again"
-            ) from exc
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._corrupt(exc) from exc
         if not data and size != 0:
             self._raw.drain()
         return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            count = read_into(self._stream, buffer)
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._corrupt(exc) from exc
+        if not count and len(buffer):
+            self._raw.drain()
+        return count
+
+    def drain(self) -> None:
+        """Read to the end, so that the digest of the blob is checked."""
+        buffer = memoryview(bytearray(1 << 16))
+        while self.readinto(buffer):
+            pass
+
+    def _corrupt(self, exc: Exception) -> ImageFormatError:
+        return ImageFormatError(
+            f"{self._name}: layer data is corrupt or truncated ({exc}); "
+            "fetch or export the image again"
+        )
 
     def close(self) -> None:
         self._stream.close()
@@ -207,11 +252,18 @@ class Layer:
         )
 
     def open_uncompressed(self) -> BinaryIO:
-        """Open the layer tar, decompressed and verified against both the digest and the diff ID."""
+        """Open the layer tar, decompressed and verified against both the digest and the diff ID.
+
+        An uncompressed blob whose digest is its diff ID is hashed once, since both name the
+        same bytes; ``docker save`` writes such layers.
+        """
         raw = self.open_compressed()
-        tar = compression.decompress(raw, name=self.label)
+        tar, kind = compression.open_decompressed(raw, name=self.label)
+        stream = _LayerTarStream(tar, raw, self.label)  # type: ignore[arg-type]
+        if kind is compression.Compression.NONE and self.diff_id == self.digest:
+            return stream  # type: ignore[return-value]
         return VerifyingReader(  # type: ignore[return-value]
-            _LayerTarStream(tar, raw, self.label),  # type: ignore[arg-type]
+            stream,  # type: ignore[arg-type]
             self.diff_id,
             name=f"{self.label} (uncompressed)",
         )

@@ -11,7 +11,8 @@ from typing import BinaryIO
 
 import zstandard
 
-from edgetrim.errors import ImageFormatError
+from edgetrim.errors import ImageFormatError, UnsafeLayerError
+from edgetrim.fs.limits import LAYER_SIZE_VARIABLE, LayerLimits
 from edgetrim.image import mediatypes
 from edgetrim.image.compression import Compression, decompress
 from edgetrim.image.digest import Digest
@@ -53,13 +54,18 @@ def is_foreign(media_type: str) -> bool:
     return media_type in FOREIGN_TYPES
 
 
-def hash_stream(stream: BinaryIO) -> tuple[Digest, int]:
-    """Return the sha256 digest and the length of everything left in ``stream``."""
+def hash_stream(stream: BinaryIO, *, limit: int | None = None) -> tuple[Digest, int]:
+    """Return the sha256 digest and the length of everything left in ``stream``.
+
+    Past ``limit`` bytes, stop and raise ValueError.
+    """
     hasher = hashlib.sha256()
     count = 0
     while chunk := stream.read(CHUNK_SIZE):
         hasher.update(chunk)
         count += len(chunk)
+        if limit is not None and count > limit:
+            raise ValueError(f"more than {limit} bytes")
     return Digest("sha256", hasher.hexdigest()), count
 
 
@@ -71,12 +77,23 @@ def hash_blob(opener: BlobOpener) -> Digest:
 
 def hash_uncompressed(opener: BlobOpener, *, name: str) -> Digest:
     """Return the sha256 digest of a blob after decompressing it, which is its diff ID."""
-    with contextlib.closing(decompress(opener(), name=name)) as stream:
+    limit = LayerLimits.from_environment().max_bytes
+    # GzipFile.close() leaves the stream it reads open, so the raw blob is closed apart.
+    with (
+        contextlib.closing(opener()) as raw,
+        contextlib.closing(decompress(raw, name=name)) as stream,
+    ):
         try:
-            return hash_stream(stream)[0]
+            return hash_stream(stream, limit=limit)[0]
         except (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError) as exc:
             raise ImageFormatError(
                 f"{name}: layer data is corrupt or truncated ({exc}); export the image again"
+            ) from None
+        except ValueError:
+            raise UnsafeLayerError(
+                f"{name}: the layer decompresses to more than {limit} bytes, the limit "
+                f"{LAYER_SIZE_VARIABLE} sets; it may be a decompression bomb, or raise the "
+                "limit if the image is genuine"
             ) from None
 
 
@@ -94,6 +111,23 @@ def open_verified(layer: Layer) -> io.BufferedReader:
     of data" OSError.
     """
     return io.BufferedReader(layer.open_compressed(), CHUNK_SIZE)  # type: ignore[arg-type]
+
+
+class HeadRecorder:
+    """A read-only stream that passes ``stream`` through and keeps its first bytes."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self.head = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if len(self.head) < HEAD_SIZE:
+            self.head += data[: HEAD_SIZE - len(self.head)]
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def copy_verified(layer: Layer, out: BinaryIO) -> bytes:

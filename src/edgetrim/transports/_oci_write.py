@@ -58,7 +58,7 @@ def _write_new(path: Path, image: Image, ref: str | None) -> Digest:
     except OSError as exc:
         raise write_error(path, exc) from None
     try:
-        digest = _write_into(temp, image, ref, _new_index())
+        digest = _write_into(temp, image, ref, new_index())
         os.chmod(temp, 0o755)
         # rename(2) replaces an empty folder, so an empty ``path`` is no obstacle.
         os.replace(temp, path)
@@ -74,33 +74,32 @@ def _write_new(path: Path, image: Image, ref: str | None) -> Digest:
 def _write_into(root: Path, image: Image, ref: str | None, index: dict[str, Any]) -> Digest:
     layers = [_write_layer(root, layer) for layer in image.layers]
     config = _write_small_blob(root, image.config.raw, mediatypes.OCI_CONFIG)
+    descriptor = _write_small_blob(root, oci_manifest(config, layers), mediatypes.OCI_MANIFEST)
+    if not (root / LAYOUT_FILE).is_file():
+        write_bytes(root / LAYOUT_FILE, dump_json({"imageLayoutVersion": LAYOUT_VERSION}))
+    write_bytes(root / INDEX_FILE, dump_json(add_to_index(index, descriptor, ref)))
+    return descriptor.digest
+
+
+def oci_manifest(config: Descriptor, layers: list[Descriptor]) -> bytes:
+    """Return the bytes of an OCI image manifest, the same for the same descriptors."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": mediatypes.OCI_MANIFEST,
         "config": config.to_json(),
         "layers": [layer.to_json() for layer in layers],
     }
-    descriptor = _write_small_blob(root, dump_json(manifest), mediatypes.OCI_MANIFEST)
-    if not (root / LAYOUT_FILE).is_file():
-        write_bytes(root / LAYOUT_FILE, dump_json({"imageLayoutVersion": LAYOUT_VERSION}))
-    write_bytes(root / INDEX_FILE, dump_json(_add_to_index(index, descriptor, ref)))
-    return descriptor.digest
+    return dump_json(manifest)
 
 
-def _write_layer(root: Path, layer: Layer) -> Descriptor:
-    """Store a layer blob unless an intact copy is there; return its OCI descriptor."""
+def oci_layer_descriptor(layer: Layer, head: bytes | None) -> Descriptor:
+    """Return a layer's OCI descriptor, typed by the compression its first bytes show.
+
+    ``head`` is None for a foreign layer whose blob was left out; its media type then decides.
+    Annotations (such as eStargz's) and URLs are kept.
+    """
     foreign = _blobs.is_foreign(layer.media_type)
-    if layer.opener is None:
-        # A foreign layer whose blob was left out: keep only its descriptor and URLs.
-        kind = _compression_of_type(layer.media_type)
-    else:
-        dest = root / blob_path(layer.digest)
-        head = _intact_head(dest, layer)
-        if head is None:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_file(dest) as out:
-                head = _blobs.copy_verified(layer, out)
-        kind = sniff(head)
+    kind = _compression_of_type(layer.media_type) if head is None else sniff(head)
     types = _blobs.OCI_NONDISTRIBUTABLE_TYPES if foreign else _blobs.OCI_LAYER_TYPES
     return Descriptor(
         types[kind],
@@ -109,6 +108,20 @@ def _write_layer(root: Path, layer: Layer) -> Descriptor:
         annotations=dict(layer.descriptor.annotations),
         urls=layer.descriptor.urls,
     )
+
+
+def _write_layer(root: Path, layer: Layer) -> Descriptor:
+    """Store a layer blob unless an intact copy is there; return its OCI descriptor."""
+    if layer.opener is None:
+        # A foreign layer whose blob was left out: keep only its descriptor and URLs.
+        return oci_layer_descriptor(layer, None)
+    dest = root / blob_path(layer.digest)
+    head = _intact_head(dest, layer)
+    if head is None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(dest) as out:
+            head = _blobs.copy_verified(layer, out)
+    return oci_layer_descriptor(layer, head)
 
 
 def _intact_head(dest: Path, layer: Layer) -> bytes | None:
@@ -143,7 +156,7 @@ def _write_small_blob(root: Path, data: bytes, media_type: str) -> Descriptor:
     return Descriptor(media_type, digest, len(data))
 
 
-def _new_index() -> dict[str, Any]:
+def new_index() -> dict[str, Any]:
     return {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": []}
 
 
@@ -160,7 +173,7 @@ def _read_index(root: Path) -> dict[str, Any]:
     return index
 
 
-def _add_to_index(index: dict[str, Any], descriptor: Descriptor, ref: str | None) -> dict[str, Any]:
+def add_to_index(index: dict[str, Any], descriptor: Descriptor, ref: str | None) -> dict[str, Any]:
     """Return ``index`` with an entry for ``descriptor`` in place of the one it replaces.
 
     With a ref, the entries carrying that ref are replaced. Without one, an unnamed entry for

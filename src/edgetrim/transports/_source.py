@@ -8,15 +8,29 @@ several layers can be open at once.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import posixpath
 import tarfile
+import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edgetrim.errors import ImageFormatError
+import zstandard
+
+from edgetrim.errors import ImageFormatError, ImageNotFoundError, UnsafeLayerError
+from edgetrim.fs.limits import ARCHIVE_SIZE_VARIABLE, LayerLimits
+from edgetrim.image.compression import Compression, decompress, sniff
+from edgetrim.image.digest import Digest
 from edgetrim.image.model import BlobOpener
 from edgetrim.transports._json import MAX_JSON_BYTES, parse_json
+from edgetrim.transports._layout import blob_path
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_SIZE = 1 << 20
 
 # docker save stores a layer shared by two images once and links the second path to it. A
 # longer chain of links than this is a loop or a crafted archive.
@@ -31,6 +45,13 @@ class BlobSource:
     def describe(self, name: str) -> str:
         """Return how error messages name the file ``name`` of this image."""
         return f"{self.display} ({name})"
+
+    def manifest_name(self, digest: Digest) -> str:
+        """Return the name under which the manifest or index with ``digest`` is read.
+
+        In a layout that is its blob; a registry serves manifests apart from blobs.
+        """
+        return blob_path(digest)
 
     def exists(self, name: str) -> bool:
         """True when ``name`` is a regular file, after following links inside the image."""
@@ -184,6 +205,13 @@ class _MemberReader:
         self._left -= len(data)
         return data
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Read into ``buffer`` without an intermediate bytes object; 0 at the end."""
+        view = memoryview(buffer)[: self._left]
+        count = self._file.readinto(view) if view else 0  # type: ignore[attr-defined]
+        self._left -= count
+        return count
+
     def close(self) -> None:
         self._file.close()
 
@@ -196,3 +224,60 @@ class _MemberReader:
 
 def _normalize(name: str) -> str:
     return posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
+
+
+def open_archive_source(
+    path: Path, display: str, stack: contextlib.ExitStack, *, kind: str
+) -> BlobSource:
+    """Open an image archive file, or a folder it was extracted to, as a BlobSource.
+
+    ``kind`` names the archive format in errors (``docker archive``, ``OCI archive``). An
+    archive compressed as a whole is decompressed into a temporary file that ``stack`` deletes.
+    """
+    if not path.exists():
+        raise ImageNotFoundError(f"{display}: no such file; check the path of the {kind}")
+    if path.is_dir():
+        return DirectorySource(path, display=display)
+    try:
+        with open(path, "rb") as stream:
+            compression = sniff(stream.read(4))
+    except OSError as exc:
+        raise ImageFormatError(
+            f"{display}: cannot read ({exc.strerror}); check its permissions"
+        ) from None
+    if compression is not Compression.NONE:
+        path = decompress_to_temp(path, display, compression, stack)
+    return TarSource(path, display=display)
+
+
+def decompress_to_temp(
+    path: Path, display: str, compression: Compression, stack: contextlib.ExitStack
+) -> Path:
+    """Decompress a whole compressed archive into a temporary file that ``stack`` deletes.
+
+    The output is capped at ``LayerLimits.max_archive_bytes``, so that a small crafted file
+    cannot fill the disk.
+    """
+    limit = LayerLimits.from_environment().max_archive_bytes
+    temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgetrim-archive-"))
+    target = Path(temp) / "archive.tar"
+    logger.info("decompressing %s archive %s into %s", compression.value, display, target)
+    written = 0
+    with open(path, "rb") as raw, open(target, "wb") as out:
+        stream = decompress(raw, name=display)
+        try:
+            while chunk := stream.read(_CHUNK_SIZE):
+                written += len(chunk)
+                if written > limit:
+                    raise UnsafeLayerError(
+                        f"{display}: the archive decompresses to more than {limit} bytes, the "
+                        f"limit {ARCHIVE_SIZE_VARIABLE} sets; it may be a decompression bomb, "
+                        "or raise the limit if the archive is genuine"
+                    )
+                out.write(chunk)
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            raise ImageFormatError(
+                f"{display}: the {compression.value} data is corrupt or truncated ({exc}); "
+                "export the archive again"
+            ) from None
+    return target

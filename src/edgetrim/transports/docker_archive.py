@@ -4,8 +4,10 @@ Reading accepts these layouts:
 
 - ``manifest.json`` with ``Config``, ``RepoTags`` and ``Layers`` (Docker 1.10 and later, and
   go-containerregistry's tarball format with ``sha256:<hex>`` configs and ``.tar.gz`` layers).
-- The Docker 25+ layout, which adds an OCI layout beside ``manifest.json``. It is read
-  through ``manifest.json``, so it loads even when index.json lists ``"manifests": null``.
+- The Docker 25+ layout, which adds an OCI layout beside ``manifest.json``. Both views are
+  read, and the one that agrees with the config's diff IDs is used: ``manifest.json`` when
+  both do. So it loads when index.json lists ``"manifests": null`` or an OCI manifest without
+  layers, and also when manifest.json is the broken half.
 - The layout before Docker 1.10, with only ``repositories`` and ``<id>/json``.
 - An OCI image layout packed in a tar with no ``manifest.json``.
 - Any of these compressed as a whole with gzip or zstd, or extracted into a folder.
@@ -20,16 +22,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 import tarfile
-import tempfile
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import zstandard
 
 from edgetrim.errors import (
     ImageFormatError,
@@ -37,7 +34,7 @@ from edgetrim.errors import (
     ImageWriteError,
     InvalidReferenceError,
 )
-from edgetrim.image.compression import Compression, decompress, sniff
+from edgetrim.image.compression import Compression, sniff
 from edgetrim.image.digest import Digest
 from edgetrim.image.model import Descriptor, Image, ImageConfig, Layer, Platform
 from edgetrim.transports import _blobs, _docker_legacy, oci_layout
@@ -49,7 +46,7 @@ from edgetrim.transports._json import (
     get_str_list,
     parse_descriptor,
 )
-from edgetrim.transports._source import BlobSource, DirectorySource, TarSource
+from edgetrim.transports._source import BlobSource, open_archive_source
 from edgetrim.transports.reference import normalize_docker_name
 
 logger = logging.getLogger(__name__)
@@ -97,6 +94,8 @@ def load_archive(
     platform: Platform | None = None,
 ) -> Image:
     """Build the selected image from an opened archive, whichever layout it uses."""
+    if source.exists(MANIFEST_FILE) and source.exists(oci_layout.INDEX_FILE):
+        return _load_dual(source, name=name, source_index=source_index, platform=platform)
     if source.exists(MANIFEST_FILE):
         return _load_from_manifest(source, name=name, source_index=source_index)
     if source.exists(_docker_legacy.REPOSITORIES_FILE):
@@ -111,40 +110,75 @@ def load_archive(
     )
 
 
-def _open_source(path: Path, display: str, stack: contextlib.ExitStack) -> BlobSource:
-    if not path.exists():
-        raise ImageNotFoundError(f"{display}: no such file; check the path of the docker archive")
-    if path.is_dir():
-        return DirectorySource(path, display=display)
+def _load_dual(
+    source: BlobSource, *, name: str | None, source_index: int | None, platform: Platform | None
+) -> Image:
+    """Read a Docker 25+ archive through whichever of its two views matches its config.
+
+    Docker 25 and 26 wrote archives whose index.json is ``"manifests": null`` or whose OCI
+    manifest lists no layers, and a hand-edited archive may have a stale manifest.json. A
+    view agrees when it lists one layer per diff ID and every uncompressed layer's blob
+    digest is that diff ID (checked from names and descriptors, before any layer is read).
+    """
     try:
-        with open(path, "rb") as stream:
-            kind = sniff(stream.read(_blobs.HEAD_SIZE))
-    except OSError as exc:
-        raise ImageFormatError(
-            f"{display}: cannot read ({exc.strerror}); check its permissions"
-        ) from None
-    if kind is not Compression.NONE:
-        path = _decompress_to_temp(path, display, kind, stack)
-    return TarSource(path, display=display)
+        image = _load_from_manifest(source, name=name, source_index=source_index)
+        problem = _disagreement(image)
+    except (ImageFormatError, ImageNotFoundError) as exc:
+        first_error: ImageFormatError | ImageNotFoundError | None = exc
+        problem = str(exc)
+    else:
+        first_error = None
+        if problem is None:
+            return image
+    try:
+        oci_image = oci_layout.load_layout(
+            source, docker_name=name, source_index=source_index, platform=platform
+        )
+        oci_problem = _disagreement(oci_image)
+    except (ImageFormatError, ImageNotFoundError, InvalidReferenceError) as exc:
+        oci_problem = str(exc)
+    if oci_problem is None:
+        logger.warning(
+            "%s: manifest.json does not match the image config (%s); reading the OCI "
+            "layout in index.json instead",
+            source.display,
+            problem,
+        )
+        return oci_image
+    reason = f"{problem}; the OCI layout beside it does not match either: {oci_problem}"
+    if isinstance(first_error, ImageNotFoundError):
+        raise ImageNotFoundError(reason) from None
+    raise ImageFormatError(f"{source.display}: {reason}; export the image again") from None
 
 
-def _decompress_to_temp(
-    path: Path, display: str, kind: Compression, stack: contextlib.ExitStack
-) -> Path:
-    """Decompress a whole compressed archive into a temporary file that ``stack`` deletes."""
-    temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgetrim-archive-"))
-    target = Path(temp) / "archive.tar"
-    logger.info("decompressing %s archive %s into %s", kind.value, display, target)
-    with open(path, "rb") as raw, open(target, "wb") as out:
-        stream = decompress(raw, name=display)
-        try:
-            shutil.copyfileobj(stream, out, _blobs.CHUNK_SIZE)
-        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
-            raise ImageFormatError(
-                f"{display}: the {kind.value} data is corrupt or truncated ({exc}); "
-                "export the archive again"
-            ) from None
-    return target
+def _disagreement(image: Image) -> str | None:
+    """Say why an image's layers contradict its config's diff IDs, or return None."""
+    uncompressed = (
+        _blobs.DOCKER_LAYER_TYPES[Compression.NONE],
+        _blobs.OCI_LAYER_TYPES[Compression.NONE],
+    )
+    for index, layer in enumerate(image.layers):
+        if layer.media_type in uncompressed and layer.digest != layer.diff_id:
+            return (
+                f"layer {index} ({layer.label}) is uncompressed with digest {layer.digest}, "
+                f"but the config records diff ID {layer.diff_id} for it"
+            )
+    return None
+
+
+def _blob_name_digest(path: str) -> Digest | None:
+    """Return the digest in a ``blobs/sha256/<hex>`` member name, which names a blob by it."""
+    folder, _, hex_digest = path.rpartition("/")
+    if folder.lstrip("./") != "blobs/sha256":
+        return None
+    try:
+        return Digest.parse(f"sha256:{hex_digest}")
+    except ImageFormatError:
+        return None
+
+
+def _open_source(path: Path, display: str, stack: contextlib.ExitStack) -> BlobSource:
+    return open_archive_source(path, display, stack, kind="docker archive")
 
 
 def _load_from_manifest(source: BlobSource, *, name: str | None, source_index: int | None) -> Image:
@@ -246,7 +280,11 @@ def _load_layer(
     opener = source.opener(path)
     size = source.size(path)
     kind = sniff(_blobs.read_head(opener))
-    digest = diff_id if kind is Compression.NONE else _blobs.hash_blob(opener)
+    # Docker 25+ names each blob by its digest, which every read verifies. In older archives
+    # an uncompressed layer's digest is its diff ID, and a compressed layer is hashed here.
+    digest = _blob_name_digest(path)
+    if digest is None:
+        digest = diff_id if kind is Compression.NONE else _blobs.hash_blob(opener)
     descriptor = Descriptor(_blobs.DOCKER_LAYER_TYPES[kind], digest, size)
     # LayerSources may describe the layer as a registry served it, not as stored here, so it
     # is used only when it matches the stored blob (for the media type and URLs).

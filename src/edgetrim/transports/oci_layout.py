@@ -41,7 +41,9 @@ from edgetrim.transports.reference import normalize_docker_name
 
 __all__ = [
     "INDEX_FILE",
+    "choose_platform",
     "host_platform",
+    "load_descriptor",
     "load_layout",
     "platform_matches",
     "read_oci_layout",
@@ -119,9 +121,9 @@ def load_layout(
         entries, source.display, ref=ref, docker_name=docker_name, source_index=source_index
     )
     if chosen is None:
-        chosen = _choose_platform(entries, want, where=where)
+        chosen = choose_platform(entries, want, where=where)
     names = [chosen.annotations[REF_ANNOTATION]] if REF_ANNOTATION in chosen.annotations else []
-    return _load_descriptor(source, chosen, want, names=names, depth=0)
+    return load_descriptor(source, chosen, want, names=names)
 
 
 def _check_layout_file(source: BlobSource) -> None:
@@ -214,7 +216,7 @@ def _list_entries(entries: list[Descriptor]) -> str:
     return ", ".join(described)
 
 
-def _choose_platform(children: list[Descriptor], want: Platform, *, where: str) -> Descriptor:
+def choose_platform(children: list[Descriptor], want: Platform, *, where: str) -> Descriptor:
     """Return the first child for ``want``, else the first child that names no platform."""
     for child in children:
         if child.platform is not None and platform_matches(child.platform, want):
@@ -246,17 +248,21 @@ def _variant(platform: Platform) -> str:
     return platform.variant
 
 
-def _load_descriptor(
-    source: BlobSource, descriptor: Descriptor, want: Platform, *, names: list[str], depth: int
+def load_descriptor(
+    source: BlobSource, descriptor: Descriptor, want: Platform, *, names: list[str], depth: int = 0
 ) -> Image:
+    """Build the image that a manifest or index descriptor leads to, for platform ``want``.
+
+    An index (nested ones too, up to a fixed depth) is resolved to the child for ``want``.
+    """
     raw, document = _read_json_blob(source, descriptor, role="manifest")
-    label = _blob_label(source, descriptor.digest)
+    label = source.describe(source.manifest_name(descriptor.digest))
     media_type = _document_type(document, descriptor, where=label)
     if media_type in mediatypes.INDEX_TYPES:
         if depth >= _MAX_INDEX_DEPTH:
             raise ImageFormatError(f"{label}: indexes nest more than {_MAX_INDEX_DEPTH} deep")
-        child = _choose_platform(_index_entries(document, where=label), want, where=label)
-        return _load_descriptor(source, child, want, names=names, depth=depth + 1)
+        child = choose_platform(_index_entries(document, where=label), want, where=label)
+        return load_descriptor(source, child, want, names=names, depth=depth + 1)
     return _image_from_manifest(source, raw, document, names=names, where=label)
 
 
@@ -341,8 +347,12 @@ def _read_json_blob(
 
 def _read_blob(source: BlobSource, descriptor: Descriptor, *, role: str) -> tuple[bytes, str]:
     """Read a small blob, verified against its descriptor's digest and size."""
-    name = blob_path(descriptor.digest)
-    label = _blob_label(source, descriptor.digest)
+    name = (
+        source.manifest_name(descriptor.digest)
+        if role == "manifest"
+        else blob_path(descriptor.digest)
+    )
+    label = source.describe(name)
     if not source.exists(name):
         raise ImageFormatError(
             f"{label}: {role} blob is missing from the layout; copy the image into it again"

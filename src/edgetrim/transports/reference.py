@@ -1,15 +1,17 @@
 """Parse image references in skopeo's transport syntax.
 
-The supported forms are ``docker-archive:PATH[:NAME[:TAG]]``, ``oci:DIR[:REF]`` and
-``docker-daemon:NAME[:TAG]`` or ``docker-daemon:sha256:<image id>``. As in skopeo, PATH and
-DIR end at their first colon, so everything after it names the image inside. ``@N`` in place
-of NAME or REF selects the image at index N of the archive's manifest.json or the layout's
-index.json.
+The supported forms are ``docker-archive:PATH[:NAME[:TAG]]``, ``oci:DIR[:REF]``,
+``oci-archive:FILE[:REF]``, ``docker://HOST/REPO[:TAG]`` or ``docker://HOST/REPO@DIGEST``, and
+``docker-daemon:NAME[:TAG]`` or ``docker-daemon:sha256:<image id>``. As in skopeo, PATH, DIR
+and FILE end at their first colon, so everything after it names the image inside. ``@N`` in
+place of NAME or REF selects the image at index N of the archive's manifest.json or the
+layout's index.json.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,24 +19,30 @@ from pathlib import Path
 from edgetrim.errors import InvalidReferenceError
 
 SUPPORTED_FORMS = (
-    "docker-archive:PATH[:NAME[:TAG]], oci:DIR[:REF], docker-daemon:NAME[:TAG] "
+    "docker-archive:PATH[:NAME[:TAG]], oci:DIR[:REF], oci-archive:FILE[:REF], "
+    "docker://HOST/REPO[:TAG|@DIGEST], docker-daemon:NAME[:TAG] "
     "or docker-daemon:sha256:<image id>"
 )
 _UNSUPPORTED_YET = {
-    "docker": "docker://",
-    "oci-archive": "oci-archive:",
     "containers-storage": "containers-storage:",
     "dir": "dir:",
 }
+# Docker Hub's names: references without a registry host mean this one, and its API is served
+# from a different host than its name.
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
 
 # The grammar of a Docker image name, from the distribution/reference package: an optional
 # registry host with port, then lowercase path components separated by slashes.
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+_REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_DIGEST_RE = re.compile(r"^(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 # The grammar of org.opencontainers.image.ref.name in the OCI image layout spec.
 _OCI_REF_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
 _OCI_REF_RE = re.compile(rf"^{_OCI_REF_COMPONENT}(?:/{_OCI_REF_COMPONENT})*$")
@@ -47,17 +55,59 @@ class Transport(enum.Enum):
 
     DOCKER_ARCHIVE = "docker-archive"
     OCI = "oci"
+    OCI_ARCHIVE = "oci-archive"
+    DOCKER = "docker"
     DOCKER_DAEMON = "docker-daemon"
+
+
+@dataclass(frozen=True)
+class RegistryReference:
+    """An image in a registry: host (with port), repository, and a tag or a manifest digest.
+
+    ``registry`` is the host as written (``docker.io`` for names without one);
+    ``api_host`` is the host that serves the distribution API for it.
+    """
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def manifest_reference(self) -> str:
+        """The tag or digest that goes into ``/v2/<repository>/manifests/<reference>``."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def host_name(self) -> str:
+        """The host without port or IPv6 brackets, such as ``127.0.0.1`` or ``::1``."""
+        host = self.registry
+        if host.startswith("["):
+            return host[1 : host.index("]")]
+        return host.rpartition(":")[0] if ":" in host else host
+
+    def with_reference(self, *, tag: str | None = None, digest: str | None = None):
+        """Return the same repository with another tag or digest."""
+        return RegistryReference(self.registry, self.repository, tag, digest)
+
+    def __str__(self) -> str:
+        suffix = f"@{self.digest}" if self.digest else f":{self.tag or 'latest'}"
+        return f"{self.registry}/{self.repository}{suffix}"
 
 
 @dataclass(frozen=True)
 class ImageReference:
     """A parsed image reference.
 
-    ``path`` is the archive file or layout folder (None for docker-daemon). ``name`` is the
-    image inside: a Docker name in the form ``name:tag`` for docker-archive and docker-daemon
-    (or an image ID ``sha256:<hex>`` for docker-daemon), the ref name for oci, or None.
-    ``source_index`` is N from an ``@N`` suffix.
+    ``path`` is the archive file or layout folder (None for docker-daemon and docker). ``name``
+    is the image inside: a Docker name in the form ``name:tag`` for docker-archive and
+    docker-daemon (or an image ID ``sha256:<hex>`` for docker-daemon), the ref name for oci
+    and oci-archive, the full ``host/repository:tag`` or ``host/repository@digest`` for docker,
+    or None. ``source_index`` is N from an ``@N`` suffix. ``registry`` is set for docker only.
     """
 
     transport: Transport
@@ -65,6 +115,7 @@ class ImageReference:
     path: Path | None = None
     name: str | None = None
     source_index: int | None = None
+    registry: RegistryReference | None = None
 
     @property
     def is_image_id(self) -> bool:
@@ -87,18 +138,31 @@ def parse_reference(text: str) -> ImageReference:
         )
     if not colon:
         raise InvalidReferenceError(
-            f"image reference {text!r} names no transport; expected {SUPPORTED_FORMS}"
+            f"image reference {text!r} names no transport; {_guess(text)}expected {SUPPORTED_FORMS}"
         )
     if transport_name == Transport.DOCKER_ARCHIVE.value:
         return _parse_docker_archive(text, rest)
     if transport_name == Transport.OCI.value:
         return _parse_oci(text, rest)
+    if transport_name == Transport.OCI_ARCHIVE.value:
+        return _parse_oci(text, rest, transport=Transport.OCI_ARCHIVE)
+    if transport_name == Transport.DOCKER.value:
+        return _parse_docker(text, rest)
     if transport_name == Transport.DOCKER_DAEMON.value:
         return _parse_docker_daemon(text, rest)
     raise InvalidReferenceError(
         f"image reference {text!r}: unknown transport {transport_name!r}; "
-        f"expected {SUPPORTED_FORMS}"
+        f"{_guess(text)}expected {SUPPORTED_FORMS}"
     )
+
+
+def _guess(text: str) -> str:
+    """Suggest the reference a user most likely meant by a text with no known transport."""
+    if text.endswith((".tar", ".tar.gz", ".tgz")):
+        return f"did you mean docker-archive:{text} or oci-archive:{text}? "
+    if "/" not in text.split(":", 1)[0] or text.count(":") == 1:
+        return f"did you mean docker-daemon:{text}? "
+    return ""
 
 
 def normalize_docker_name(text: str) -> str:
@@ -147,19 +211,72 @@ def _parse_docker_archive(text: str, rest: str) -> ImageReference:
     return ImageReference(Transport.DOCKER_ARCHIVE, text, Path(path), _docker_name(text, inner))
 
 
-def _parse_oci(text: str, rest: str) -> ImageReference:
+def _parse_oci(text: str, rest: str, *, transport: Transport = Transport.OCI) -> ImageReference:
     path, _, inner = rest.partition(":")
     if not path:
-        raise _invalid(text, "the layout folder is empty")
+        what = "layout folder" if transport is Transport.OCI else "archive path"
+        raise _invalid(text, f"the {what} is empty")
     if not inner:
-        return ImageReference(Transport.OCI, text, Path(path))
+        return ImageReference(transport, text, Path(path))
     index = _source_index(inner)
     if index is not None:
-        return ImageReference(Transport.OCI, text, Path(path), source_index=index)
+        return ImageReference(transport, text, Path(path), source_index=index)
     try:
-        return ImageReference(Transport.OCI, text, Path(path), check_oci_ref(inner))
+        return ImageReference(transport, text, Path(path), check_oci_ref(inner))
     except ValueError as exc:
         raise _invalid(text, str(exc)) from None
+
+
+def _parse_docker(text: str, rest: str) -> ImageReference:
+    if not rest.startswith("//"):
+        raise _invalid(text, "a registry reference starts with docker://")
+    try:
+        registry = parse_registry_name(rest[2:])
+    except ValueError as exc:
+        raise _invalid(text, str(exc)) from None
+    return ImageReference(Transport.DOCKER, text, name=str(registry), registry=registry)
+
+
+def parse_registry_name(text: str) -> RegistryReference:
+    """Parse ``[HOST/]REPO[:TAG]`` or ``[HOST/]REPO@DIGEST`` as Docker does.
+
+    The first component is the registry host when it contains a dot or a colon or is
+    ``localhost``. Otherwise the host is docker.io, where one-component names get the
+    ``library/`` prefix. Raises ValueError if ``text`` is not a valid name, because callers
+    word the error.
+    """
+    if not text:
+        raise ValueError("the image name is empty")
+    if len(text) > _MAX_NAME_LENGTH + 140:
+        raise ValueError(f"the name is longer than {_MAX_NAME_LENGTH} characters")
+    name, _, digest = text.partition("@")
+    tag = None
+    last_slash = name.rfind("/")
+    last_colon = name.rfind(":")
+    if last_colon > last_slash:
+        name, tag = name[:last_colon], name[last_colon + 1 :]
+    if digest and tag is not None:
+        raise ValueError("give a tag or a digest, not both")
+    if digest and not _DIGEST_RE.match(digest):
+        raise ValueError(f"{digest!r} is not a valid digest; expected sha256:<64 hex digits>")
+    if tag is not None and not _TAG_RE.match(tag):
+        raise ValueError(f"{tag!r} is not a valid tag")
+    first, slash, remainder = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        registry, repository = first, remainder
+        if not _DOMAIN_RE.match(registry):
+            raise ValueError(f"{registry!r} is not a valid registry host")
+    else:
+        registry, repository = DOCKER_HUB, name
+    if registry in (DOCKER_HUB, "index.docker.io"):
+        registry = DOCKER_HUB
+        if "/" not in repository:
+            repository = f"library/{repository}"
+    if not _REPOSITORY_RE.match(repository) or len(repository) > _MAX_NAME_LENGTH:
+        raise ValueError(f"{repository!r} is not a valid repository name")
+    return RegistryReference(
+        registry, repository, None if digest else (tag or "latest"), digest or None
+    )
 
 
 def _parse_docker_daemon(text: str, rest: str) -> ImageReference:
@@ -188,3 +305,36 @@ def _invalid(text: str, reason: str) -> InvalidReferenceError:
     return InvalidReferenceError(
         f"invalid image reference {text!r}: {reason}; expected {SUPPORTED_FORMS}"
     )
+
+
+def check_destination(text: str) -> ImageReference:
+    """Parse a destination reference and check that its folder exists, before any slow work.
+
+    Raises InvalidReferenceError naming the reference when it is malformed or when the folder
+    that would hold the archive or layout does not exist.
+    """
+    reference = parse_reference(text)
+    if reference.path is not None:
+        check_output_path(reference.path, text, directory=reference.transport is Transport.OCI)
+    return reference
+
+
+def check_output_path(path: Path, label: str, *, directory: bool = False) -> None:
+    """Check that ``path`` can be replaced by a new file (or, with ``directory``, a layout).
+
+    An existing device, pipe or symlink such as /dev/stdout is rejected, because edgetrim writes
+    through a temporary file that is renamed over the target and would replace it.
+    """
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise InvalidReferenceError(
+            f"{label}: the folder {folder} does not exist; create it or write elsewhere"
+        )
+    if not os.path.lexists(path):
+        return
+    wanted = path.is_dir() if directory else path.is_file()
+    if path.is_symlink() or not wanted:
+        kind = "an OCI layout folder" if directory else "a regular file"
+        raise InvalidReferenceError(
+            f"{label}: {path} exists and is not {kind}; write to a new path instead"
+        )
