@@ -1,7 +1,7 @@
 #!/bin/sh
 # Minimize the bundled Flask example and compare the sizes of the two images. Run it as root
 # after scripts/setup-debian.sh:
-#   sudo scripts/demo.sh
+#   scripts/demo.sh
 # It builds examples/python-http as edgetrim-example/python-http:latest, runs `edgetrim minimize`
 # with an HTTP probe on port 8080, writes ./python-http-min.tar in the current folder, loads that
 # archive into the engine as edgetrim-example/python-http:min and lists both images.

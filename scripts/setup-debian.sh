@@ -1,6 +1,6 @@
 #!/bin/sh
 # Prepare a Debian 12 machine to run and test edgetrim. Run it as root from any folder:
-#   sudo scripts/setup-debian.sh
+#   scripts/setup-debian.sh
 # Steps: install the Debian packages below, create .venv in the repository with edgetrim and its
 # test extras, start the private Docker engine (scripts/start-docker.sh) and build the base image
 # (scripts/build-base-image.sh). Every step is skipped or repeated harmlessly on a second run.

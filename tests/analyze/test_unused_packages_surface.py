@@ -8,6 +8,7 @@ import pytest
 
 from edgetrim.analyze import Category, analyze_image
 from edgetrim.analyze.surface import runs_as_root
+from edgetrim.analyze.unused import is_toolchain_package
 from tests.analyze.synthetic import directory, file, layer_tar, make_image, symlink
 
 STATUS = b"""Package: bash
@@ -171,3 +172,19 @@ def test_unknown_user_is_noted():
     )
     assert result.surface.runs_as_root is None
     assert any("'ghost'" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("package", "expected"),
+    [
+        ("gcc-12", True),
+        ("cpp-12", True),
+        ("libc6-dev", True),
+        ("binutils", True),
+        ("gcc-12-base", False),  # copyright files that libgcc-s1 depends on at run time
+        ("libgcc-s1", False),
+        ("libc6", False),
+    ],
+)
+def test_toolchain_package_names(package, expected):
+    assert is_toolchain_package(package) is expected

@@ -114,3 +114,22 @@ def test_missing_daemon_image(docker_host, tmp_path):
         f"docker-archive:{tmp_path / 'o.tar'}",
     )
     assert_clean_error(result, "edgetrim-test/never-built")
+
+
+def test_dest_folder_checked_first(fixtures_dir, tmp_path):
+    source = fixtures_dir / "go-containerregistry" / "test_image_1.tar"
+    dest = tmp_path / "missing-folder" / "out.tar"
+    result = edgetrim("minimize", f"docker-archive:{source}", f"docker-archive:{dest}")
+    assert_clean_error(result, "missing-folder", "does not exist")
+
+
+@pytest.mark.parametrize(
+    ("reference", "hint"),
+    [
+        ("python-http:latest", "did you mean docker-daemon:python-http:latest?"),
+        ("/tmp/image.tar", "did you mean docker-archive:/tmp/image.tar"),
+    ],
+)
+def test_missing_transport_hint(reference, hint):
+    result = edgetrim("analyze", reference)
+    assert_clean_error(result, hint)

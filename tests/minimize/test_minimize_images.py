@@ -147,6 +147,13 @@ def test_unseen_service_as_non_root(build_image, base_image, runtime_tools, tmp_
         "image", "inspect", "-f", "{{.Config.User}}", "edgetrim-test/busybox-httpd:min"
     ).stdout.strip()
     assert user == "web"
+    wrong_status = edgetrim(
+        "minimize", f"docker-daemon:{original}", f"docker-archive:{tmp_path / 'no.tar'}",
+        "--http-probe", "8093/index.html,status=404",
+    )  # fmt: skip
+    assert wrong_status.returncode == 2
+    assert "answered 200, but the probe expects 404" in wrong_status.stderr
+    assert not (tmp_path / "no.tar").exists()
     listing = docker(
         "run",
         "--rm",
@@ -166,30 +173,69 @@ ENTRYPOINT ["/bin/sh", "-c", "ls /usr/share/doc | wc -l"]
 """
 
 
-def test_verification_catches_changed_output(build_image, base_image, runtime_tools, tmp_path):
-    """A job that counts directory entries: the trace keeps the directory, not its children."""
+def test_listed_directory_keeps_entries(build_image, base_image, runtime_tools, tmp_path):
+    """A job that counts directory entries it never opens: the listing itself is the output."""
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(LISTING_JOB.format(base=base_image))
     original = build_image(context, "edgetrim-test/listing-job:latest")
     dest = tmp_path / "listing.tar"
     result = edgetrim(
-        "minimize", f"docker-daemon:{original}", f"docker-archive:{dest}", "--cmd-probe"
+        "minimize",
+        f"docker-daemon:{original}",
+        f"docker-archive:{dest}:edgetrim-test/listing-job:min",
     )
+    assert result.returncode == 0, result.stderr
+    load(dest)
+    expected = docker("run", "--rm", "--network=none", original).stdout
+    assert int(expected) > 10
+    assert (
+        docker("run", "--rm", "--network=none", "edgetrim-test/listing-job:min").stdout == expected
+    )
+
+
+CLOCK_JOB = """\
+FROM {base}
+ENTRYPOINT ["/bin/sh", "-c", "date +%s%N"]
+"""
+
+
+def test_verification_catches_changed_output(build_image, base_image, runtime_tools, tmp_path):
+    """A job whose output differs on every run: verification must fail and show the diff."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(CLOCK_JOB.format(base=base_image))
+    original = build_image(context, "edgetrim-test/clock-job:latest")
+    dest = tmp_path / "clock.tar"
+    result = edgetrim("minimize", f"docker-daemon:{original}", f"docker-archive:{dest}")
     assert result.returncode == 1
     assert "answered the probes differently" in result.stderr
     assert "stdout differs" in result.stderr
     assert not dest.exists()
-    included = edgetrim(
-        "minimize",
-        f"docker-daemon:{original}",
-        f"docker-archive:{dest}",
-        "--cmd-probe",
-        "--include",
-        "/usr/share/doc",
+    unverified = edgetrim(
+        "minimize", f"docker-daemon:{original}", f"docker-archive:{dest}", "--no-verify"
     )
-    assert included.returncode == 0, included.stderr
+    assert unverified.returncode == 0, unverified.stderr
     assert dest.exists()
+
+
+LOCALHOST_JOB = """\
+FROM {base}
+RUN apt-get update && apt-get install -y --no-install-recommends python3 \\
+    && rm -rf /var/lib/apt/lists/*
+ENTRYPOINT ["python3", "-c", "import socket; print(socket.gethostbyname('localhost'))"]
+"""
+
+
+def test_localhost_resolves_without_etc_hosts(build_image, base_image, runtime_tools, tmp_path):
+    """Docker mounts /etc/hosts into containers, so images lack it; the traced run needs one."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(LOCALHOST_JOB.format(base=base_image))
+    original = build_image(context, "edgetrim-test/localhost-job:latest")
+    result = edgetrim("minimize", f"docker-daemon:{original}", f"oci:{tmp_path / 'oci'}:min")
+    assert result.returncode == 0, result.stderr
+    assert "probe command: exit code 0" in result.stdout
 
 
 def test_same_keep_gives_same_digest(batch_job, runtime_tools, tmp_path):

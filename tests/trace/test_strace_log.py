@@ -30,6 +30,9 @@ RUNC_LOG = """\
 101   <... clone3 resumed>) = 102
 102   symlinkat("target-text", 5</tmp>, "link") = 0
 102   renameat(AT_FDCWD</srv>, "a.tmp", AT_FDCWD</srv>, "a") = 0
+102   openat(AT_FDCWD</srv>, "/srv/firmware", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = 4</srv/firmware>
+102   getdents64(4</srv/firmware>, 0x55d0c0a0 /* 5 entries */, 32768) = 144
+102   getdents64(4</proc/1/fd>, 0x55d0c0a0 /* 5 entries */, 32768) = 144
 102   newfstatat(3</etc/ld.so.cache>, "", {st_mode=S_IFREG|0644, st_size=5639, ...}, AT_EMPTY_PATH) = 0
 102   openat(AT_FDCWD</srv>, "/sys/fs/cgroup/cpu.max", O_RDONLY) = -1 ENOENT (No such file or directory)
 102   --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED} ---
@@ -72,6 +75,11 @@ def test_kernel_filesystems_ignored():
 def test_executed_programs():
     summary = parse(RUNC_LOG.splitlines(), host_prefixes=("/work",))
     assert summary.executed == ["/usr/bin/app", "/usr/bin/ls"]
+
+
+def test_directory_listings_recorded():
+    summary = parse(RUNC_LOG.splitlines(), host_prefixes=("/work",))
+    assert summary.listed == {"/srv/firmware"}
 
 
 def test_unescape_octal_hex_and_quotes():

@@ -9,6 +9,7 @@ or ``ET_DYN`` (position-independent executables are ``ET_DYN``), counted once pe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable, Iterable
 
 from edgetrim.analyze.result import AttackSurface, SurfaceFile
 from edgetrim.analyze.stack import LayerStack
@@ -27,14 +28,36 @@ _ELF_EXECUTABLE_TYPES = (2, 3)
 
 def find_surface(stack: LayerStack, user: str, passwd: bytes | None) -> AttackSurface:
     """Collect the attack surface from the replayed final filesystem and the configured user."""
+
+    def copy_key(path: str, entry: FileEntry) -> int | None:
+        # A hardlinked inode is one executable: busybox images link hundreds of names to one.
+        copy = stack.copy_of.get(path)
+        if copy is None or stack.copies[copy].elf_type not in _ELF_EXECUTABLE_TYPES:
+            return None
+        return copy
+
+    return collect_surface(sorted(stack.final_paths()), copy_key, user, passwd)
+
+
+def collect_surface(
+    entries: Iterable[tuple[str, FileEntry]],
+    elf_copy: Callable[[str, FileEntry], Hashable | None],
+    user: str,
+    passwd: bytes | None,
+) -> AttackSurface:
+    """Collect the attack surface from (path, entry) pairs of a final filesystem.
+
+    ``elf_copy`` returns a key that is the same for all paths of one stored copy (an inode)
+    when the path is an ELF executable, and None otherwise.
+    """
     shells: list[str] = []
     managers: list[str] = []
     setuid: list[SurfaceFile] = []
     setgid: list[SurfaceFile] = []
     writable: list[SurfaceFile] = []
     elf: list[SurfaceFile] = []
-    elf_copies: set[int] = set()
-    for path, entry in sorted(stack.final_paths()):
+    elf_copies: set[Hashable] = set()
+    for path, entry in entries:
         directory, _, name = path.rpartition("/")
         if _BIN_DIR.search(directory) and not entry.is_dir:
             if name in _SHELLS:
@@ -51,11 +74,10 @@ def find_surface(stack: LayerStack, user: str, passwd: bytes | None) -> AttackSu
             setuid.append(_surface_file(entry))
         if entry.mode & 0o2000:
             setgid.append(_surface_file(entry))
-        copy = stack.copy_of.get(path)
-        if copy is None or not entry.mode & 0o111:
+        if not entry.mode & 0o111:
             continue
-        # A hardlinked inode is one executable: busybox images link hundreds of names to one.
-        if copy not in elf_copies and stack.copies[copy].elf_type in _ELF_EXECUTABLE_TYPES:
+        copy = elf_copy(path, entry)
+        if copy is not None and copy not in elf_copies:
             elf_copies.add(copy)
             elf.append(_surface_file(entry))
     return AttackSurface(

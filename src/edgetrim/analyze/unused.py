@@ -45,8 +45,15 @@ _TOOLCHAIN_PACKAGE = re.compile(
 )
 
 
+# Runtime packages whose names look like the compiler's: gcc-12-base holds only the copyright
+# and changelog files that libgcc-s1 and libstdc++6, needed at run time, depend on.
+_RUNTIME_LOOKALIKES = re.compile(r"^gcc-\d+-base$")
+
+
 def is_toolchain_package(name: str) -> bool:
     """Tell whether a Debian package (name without ``:arch``) exists only to build software."""
+    if _RUNTIME_LOOKALIKES.match(name):
+        return False
     return _TOOLCHAIN_PACKAGE.match(name) is not None
 
 

@@ -7,12 +7,14 @@ the environment. Expected errors print one line; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
 
 from edgetrim import __version__
 from edgetrim.cli.analyze import analyze_command
+from edgetrim.cli.copy import copy_command
 from edgetrim.cli.minimize import minimize_command
 from edgetrim.errors import EdgetrimError
 
@@ -33,15 +35,25 @@ def cli(context: click.Context, verbose: int, debug: bool) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # httpx logs every request at INFO; edgetrim's own registry client logs retries and errors.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 cli.add_command(minimize_command)
 cli.add_command(analyze_command)
+cli.add_command(copy_command)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     """Run the CLI and turn exceptions into exit codes and one-line messages."""
     debug = "--debug" in sys.argv[1:]
+    # SIGTERM (from timeout, CI cancellation or systemctl stop) cleans up like Ctrl-C: the
+    # container is stopped and the temporary work directory removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -9,13 +9,17 @@ from pathlib import Path
 
 import click
 
+from edgetrim.cli.copy import parse_platform
+from edgetrim.image.model import Platform
 from edgetrim.minimize.keeplist import read_keep_list, write_keep_list
 from edgetrim.minimize.packages import cyclonedx_sbom
 from edgetrim.minimize.pipeline import MinimizeOptions, MinimizeResult, minimize
+from edgetrim.minimize.surface import surface_rows
 from edgetrim.trace.probes import ExecProbe, HostProbe, HttpProbe, TcpProbe
 from edgetrim.trace.runner import ServiceProbes
 from edgetrim.transports import open_image, write_image
 from edgetrim.transports._atomic import write_bytes
+from edgetrim.transports.reference import check_destination, check_output_path, parse_reference
 
 
 @click.command("minimize")
@@ -107,6 +111,12 @@ from edgetrim.transports._atomic import write_bytes
     help="Run the minimized image with the same probes and fail if any answer differs.",
 )
 @click.option(
+    "--platform",
+    callback=parse_platform,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Which image of a multi-platform SOURCE to minimize (default: this machine's).",
+)
+@click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to unpack and trace (default: a temporary directory, removed afterwards).",
@@ -126,14 +136,22 @@ def minimize_command(
     keep_list_out: Path | None,
     sbom: Path | None,
     verify: bool,
+    platform: Platform | None,
     work_dir: Path | None,
 ) -> None:
     """Run SOURCE under probes, keep what it touched and needs, write the result to DEST.
 
-    SOURCE and DEST are image references: docker-archive:PATH, oci:DIR[:REF] or
-    docker-daemon:NAME:TAG.
+    SOURCE and DEST are image references: docker-archive:PATH, oci:DIR[:REF],
+    oci-archive:FILE[:REF], docker://HOST/REPO[:TAG] or docker-daemon:NAME:TAG.
     """
     started = time.monotonic()
+    destination = check_destination(dest)
+    for option, path in (("--sbom", sbom), ("--write-keep-list", keep_list_out)):
+        if path is not None:
+            check_output_path(path, f"{option} {path}")
+    source_path = parse_reference(source).path
+    if source_path is not None and source_path.absolute() == _absolute(destination.path):
+        raise click.UsageError("DEST is the same as SOURCE; write the result to another path")
     options = MinimizeOptions(
         service=ServiceProbes(
             tcp=tuple(TcpProbe.parse(text) for text in tcp_probes),
@@ -152,7 +170,7 @@ def minimize_command(
         work_dir.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="edgetrim-", dir=work_dir) as work,
-        open_image(source) as image,
+        open_image(source, platform=platform) as image,
     ):
         result = minimize(image, options, Path(work), source=source)
         digest = write_image(result.image, dest)
@@ -165,6 +183,10 @@ def minimize_command(
         )
         write_bytes(sbom.absolute(), text.encode())
     _print_summary(result, dest, str(digest), time.monotonic() - started)
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return path.absolute() if path is not None else None
 
 
 def _command_args(text: str) -> list[str] | None:
@@ -183,6 +205,11 @@ def _print_summary(result: MinimizeResult, dest: str, digest: str, seconds: floa
     click.echo(
         f"kept {after.files:,} files, removed {removed:,}; content is {ratio:.1%} of the original"
     )
+    click.echo(f"{'attack surface':18}{'original':>14}{'minimized':>14}")
+    for item, before_value, after_value in surface_rows(
+        result.surface_before, result.surface_after
+    ):
+        click.echo(f"  {item:22}{before_value:>10}{after_value:>14}")
     verdict = "same answer from the minimized image" if result.verified else "not verified"
     for answer in result.answers:
         click.echo(f"probe {answer.describe()}: {verdict}")

@@ -65,6 +65,9 @@ class ClosureBuilder:
         A path that does not exist in the image (a file the run created or only looked for)
         keeps its deepest existing directory, so that the program can create it again.
         """
+        if path in self.tree:
+            # The path itself gets the caller's reason, even when it is a symlink.
+            self._keep_entry(path, reason)
         resolution = self.tree.resolve(path)
         for link in resolution.symlinks:
             self._keep_entry(link, f"symlink on the way to {path}")
@@ -86,6 +89,25 @@ class ClosureBuilder:
     def add_paths(self, paths: Iterable[str], reason: str) -> None:
         for path in sorted(paths):
             self.add_path(path, reason)
+
+    def add_listings(self, listed: Iterable[str], touched: set[str]) -> None:
+        """Keep the entries of directories whose listing was the point of reading them.
+
+        A directory that the run listed and none of whose entries it then opened, looked up
+        or executed keeps all its entries (not their subdirectories' contents), because the
+        names themselves were used, as in ``ls``, a glob or an index page. A directory whose
+        listing only served a lookup (Python's import system lists every package directory)
+        keeps just the entries the run went on to use.
+        """
+        for directory in sorted(listed):
+            resolved = self.tree.resolve(directory).path
+            if resolved is None:
+                continue
+            prefix = directory.rstrip("/") + "/"
+            if any(path.startswith(prefix) for path in touched):
+                continue
+            for child in self.tree.children(resolved):
+                self.add_path(child, f"entry of {directory}, whose listing the run read")
 
     def add_defaults(self) -> None:
         """Keep the directories and account files every container needs."""

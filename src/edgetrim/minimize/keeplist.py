@@ -42,6 +42,8 @@ def format_keep_list(entries: Iterable[tuple[str, str]], *, header: Iterable[str
     lines = [f"{MAGIC} {VERSION}"]
     lines += [f"# {line}" for line in header]
     for path, reason in sorted(entries):
+        # Reasons quote paths, which may hold newlines or other control characters.
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
         lines.append(f"{encode_path(path)}  # {reason}" if reason else encode_path(path))
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgetrim.errors import InvalidOptionError, VerificationError
+from edgetrim.analyze.result import AttackSurface
+from edgetrim.errors import ContainerRunError, InvalidOptionError, VerificationError
 from edgetrim.fs.tree import FileTree
 from edgetrim.fs.unpack import unpack
 from edgetrim.image.model import Image
@@ -15,6 +16,7 @@ from edgetrim.minimize.build import build_minimized_image
 from edgetrim.minimize.closure import ClosureBuilder, KeepSet
 from edgetrim.minimize.packages import Package, read_packages, rewrite_database
 from edgetrim.minimize.rules import apply_rules
+from edgetrim.minimize.surface import tree_surface
 from edgetrim.minimize.verify import compare_answers
 from edgetrim.trace.bundle import check_entrypoint, process_spec, write_bundle
 from edgetrim.trace.probes import ProbeAnswer
@@ -72,6 +74,8 @@ class MinimizeResult:
     answers: list[ProbeAnswer]
     verified: bool
     packages: list[Package]
+    surface_before: AttackSurface
+    surface_after: AttackSurface
     seconds: float
 
 
@@ -108,6 +112,7 @@ class _Runner:
                 answers += result.answers
             if result.trace is not None:
                 traced.paths |= result.trace.paths
+                traced.listed |= result.trace.listed
                 traced.executed += result.trace.executed
                 traced.processes += result.trace.processes
         return answers, traced
@@ -117,13 +122,15 @@ class _Runner:
         check_entrypoint(spec, self.tree, source=self.source)
         write_bundle(self.bundle, spec)
         log.info("running %s%s", self.source, " under strace" if trace else "")
-        return run_bundle(
+        result = run_bundle(
             self.bundle,
             probes=probes,
             timeout=self.options.timeout,
             trace=trace,
             stop_signal=self.image.config.container.get("StopSignal") or "SIGTERM",
         )
+        _check_started(result, self.source)
+        return result
 
 
 def minimize(
@@ -137,6 +144,7 @@ def minimize(
     tree = FileTree.from_image(image)
     original = _Runner(image, tree, work_dir / "original", options, source)
     answers, traced = original.run_all(trace=options.keep_list is None)
+    _check_expected_status(options.service, answers, source)
     closure = ClosureBuilder(tree, original.rootfs, original.spec.env)
     if options.keep_list is None:
         log.info(
@@ -146,6 +154,7 @@ def minimize(
         closure.add_path(original.entrypoint, "entrypoint")
         closure.add_paths(traced.paths, "touched by the traced run")
         closure.add_paths(traced.executed, "executed by the traced run")
+        closure.add_listings(traced.listed, traced.paths)
         for include in options.includes:
             _include(closure, tree, include)
         apply_rules(closure)
@@ -162,12 +171,22 @@ def minimize(
         replacements=replacements,
     )  # fmt: skip
     minimized_tree = FileTree.from_image(minimized)
+    passwd = closure.read_text("/etc/passwd").encode()
+    user = image.config.user
+    surface_before = tree_surface(tree, original.rootfs, user, passwd)
+    surface_after = tree_surface(minimized_tree, original.rootfs, user, passwd)
     verified = False
     if options.verify and options.runs():
-        rerun = _Runner(
-            minimized, minimized_tree, work_dir / "minimized", options, "minimized image"
-        )
-        minimized_answers, _ = rerun.run_all(trace=False)
+        try:
+            rerun = _Runner(
+                minimized, minimized_tree, work_dir / "minimized", options, "minimized image"
+            )
+            minimized_answers, _ = rerun.run_all(trace=False)
+        except ContainerRunError as exc:
+            raise VerificationError(
+                f"the minimized image failed where the original ran: {exc}; keep the missing "
+                "files with --include PATH, or write the image anyway with --no-verify"
+            ) from exc
         _compare(answers, minimized_answers)
         verified = True
     return MinimizeResult(
@@ -178,8 +197,36 @@ def minimize(
         answers=answers,
         verified=verified,
         packages=packages,
+        surface_before=surface_before,
+        surface_after=surface_after,
         seconds=time.monotonic() - started,
     )
+
+
+# runc prints this when it could not start the process (exec format error, missing
+# interpreter, permission denied); the process's own exit code would hide it.
+_RUNC_START_FAILURE = "runc run failed"
+
+
+def _check_started(result: RunResult, source: str) -> None:
+    """Raise ContainerRunError when runc itself failed to start the container's process."""
+    stderr = result.stderr.decode("utf-8", "replace")
+    for line in stderr.splitlines():
+        if _RUNC_START_FAILURE in line:
+            detail = line.split("msg=", 1)[-1].strip().strip('"')
+            raise ContainerRunError(f"{source}: runc could not start the image's process: {detail}")
+
+
+def _check_expected_status(service: ServiceProbes, answers: list[ProbeAnswer], source: str) -> None:
+    """Raise ContainerRunError if the original image did not answer a probe's ``status=N``."""
+    by_probe = {answer.probe: answer for answer in answers}
+    for probe in service.http:
+        answer = by_probe.get(str(probe))
+        if probe.expect_status is not None and answer and answer.status != probe.expect_status:
+            raise ContainerRunError(
+                f"{source}: {probe} answered {answer.status}, but the probe expects "
+                f"{probe.expect_status}; fix the probe or the image before minimizing"
+            )
 
 
 def _compare(expected: list[ProbeAnswer], actual: list[ProbeAnswer]) -> None:
@@ -197,7 +244,7 @@ def _replay(
     closure: ClosureBuilder, tree: FileTree, entries: list[tuple[str, str]], includes: list[str]
 ) -> None:
     """Keep the paths of a keep-list; a path missing from the image is an error."""
-    missing = [path for path, _ in entries if tree.resolve(path).path is None]
+    missing = [path for path, _ in entries if tree.resolve(path, follow_last=False).path is None]
     if missing:
         raise InvalidOptionError(
             f"--keep-list: {len(missing)} listed paths are not in the image, "

@@ -155,7 +155,6 @@ def write_bundle(bundle: Path, spec: ProcessSpec, *, hostname: str = "edgetrim")
         },
         "root": {"path": "rootfs", "readonly": False},
         "hostname": hostname,
-        "mounts": _MOUNTS,
         "linux": {
             "namespaces": [{"type": kind} for kind in ("pid", "ipc", "uts", "mount")],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
@@ -168,9 +167,45 @@ def write_bundle(bundle: Path, spec: ProcessSpec, *, hostname: str = "edgetrim")
             ],
         },
     }
+    config["mounts"] = _MOUNTS + _network_files(bundle, hostname)
     path = bundle / "config.json"
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+def _network_files(bundle: Path, hostname: str) -> list[dict[str, Any]]:
+    """Write /etc/hosts, /etc/hostname and /etc/resolv.conf and return their bind mounts.
+
+    Docker mounts its own copies of these three files into every container, even during
+    `docker build`, so images usually lack them; a program that resolves "localhost" fails
+    without /etc/hosts.
+    """
+    # The container shares the host's network namespace, so like `docker run --network=host`
+    # it gets the host's resolver and hosts files: a generated hosts file that maps localhost
+    # to ::1 as well would make a service bind an address the host does not have.
+    files = {
+        "hosts": _host_file("/etc/hosts") or f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n",
+        "hostname": f"{hostname}\n",
+        "resolv.conf": _host_file("/etc/resolv.conf"),
+    }
+    mounts = []
+    for name, text in files.items():
+        source = bundle / f"etc-{name}"
+        source.write_text(text)
+        mounts.append({
+            "destination": f"/etc/{name}",
+            "type": "bind",
+            "source": str(source),
+            "options": ["rbind", "rprivate"],
+        })  # fmt: skip
+    return mounts
+
+
+def _host_file(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 _MOUNTS = [

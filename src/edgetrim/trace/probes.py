@@ -12,16 +12,20 @@ expected ones for the minimized image. Probe kinds:
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import shlex
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgetrim.errors import ContainerRunError, InvalidOptionError
 
 PROBE_HOST = "127.0.0.1"
+# Probe answers are kept in memory and compared whole, so each is capped.
+MAX_OUTPUT_BYTES = 16 << 20
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
@@ -131,10 +135,32 @@ class ProbeAnswer:
 
     @property
     def status_name(self) -> str:
-        return "status" if self.probe.split(" ", 1)[0] in HTTP_METHODS else "exit code"
+        kind = self.probe.split(" ", 1)[0]
+        return {"TCP": "open"}.get(kind, "status" if kind in HTTP_METHODS else "exit code")
 
     def describe(self) -> str:
+        if self.status_name == "open":
+            return f"{self.probe}: accepted a connection"
         return f"{self.probe}: {self.status_name} {self.status}, {len(self.body)} bytes"
+
+
+def bounded_output(path: Path) -> bytes:
+    """Return a command's output file, or for a long one its start and the digest of the whole.
+
+    Two outputs compare equal only if their full contents are equal, while memory stays
+    bounded by MAX_OUTPUT_BYTES.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(MAX_OUTPUT_BYTES)
+        if not stream.read(1):
+            return head
+        digest = hashlib.sha256(head)
+        stream.seek(len(head))
+        size = len(head)
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return head + f"\n[output continues: {size} bytes in all, sha256 {digest.hexdigest()}]".encode()
 
 
 def port_in_use(port: int) -> bool:
@@ -168,7 +194,13 @@ def send_http_probe(probe: HttpProbe, deadline: float) -> ProbeAnswer:
     try:
         connection.request(probe.method, probe.path, headers={"Connection": "close"})
         response = connection.getresponse()
-        answer = ProbeAnswer(str(probe), response.status, response.read())
+        body = response.read(MAX_OUTPUT_BYTES + 1)
+        if len(body) > MAX_OUTPUT_BYTES:
+            raise ContainerRunError(
+                f"{probe}: the response is larger than {MAX_OUTPUT_BYTES} bytes or does not "
+                "end; probe a smaller resource"
+            )
+        answer = ProbeAnswer(str(probe), response.status, body)
     except (OSError, http.client.HTTPException) as exc:
         raise ContainerRunError(f"{probe} failed: {exc}") from exc
     finally:

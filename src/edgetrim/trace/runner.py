@@ -18,6 +18,7 @@ from edgetrim.trace.probes import (
     HttpProbe,
     ProbeAnswer,
     TcpProbe,
+    bounded_output,
     port_in_use,
     send_http_probe,
     wait_for_port,
@@ -25,9 +26,9 @@ from edgetrim.trace.probes import (
 
 log = logging.getLogger(__name__)
 
-# Every file syscall, process creation (to follow children into the container), fchdir, and
-# setns (how `runc exec` enters a running container).
-STRACE_FILTER = "trace=%file,%process,fchdir,setns"
+# Every file syscall, process creation (to follow children into the container), fchdir,
+# setns (how `runc exec` enters a running container) and directory listings.
+STRACE_FILTER = "trace=%file,%process,fchdir,setns,getdents,getdents64"
 STOP_GRACE_SECONDS = 3.0
 
 
@@ -101,6 +102,7 @@ class _Run:
             with open(path, encoding="utf-8", errors="surrogateescape") as lines:
                 part = strace_log.parse(lines, host_prefixes=(str(self.bundle.parent),))
             total.paths |= part.paths
+            total.listed |= part.listed
             total.executed += part.executed
             total.processes += part.processes
         return total
@@ -144,14 +146,14 @@ def run_bundle(
             raise ContainerRunError(f"{exc}{run.stderr_tail()}") from exc
         finally:
             _force_stop(run, process)
-    stdout = run.stdout_path.read_bytes()
+    stdout = bounded_output(run.stdout_path)
     if not probes:
         answers = [ProbeAnswer("command", exit_code if exit_code is not None else -1, stdout)]
     return RunResult(
         answers=answers,
         exit_code=exit_code,
         stdout=stdout,
-        stderr=run.stderr_path.read_bytes(),
+        stderr=bounded_output(run.stderr_path),
         trace=run.summary(),
         seconds=time.monotonic() - started,
     )

@@ -25,6 +25,8 @@ _OPERAND = re.compile(rf"(?:\b(?:\d+|AT_FDCWD){_FD_PATH},\s*{_STRING})|{_STRING}
 _RETURNED_FD = re.compile(rf"^\d+{_FD_PATH}")
 _FD_ARG = re.compile(rf"^\d+{_FD_PATH}")
 _TRANSLATED_PID = re.compile(r"^\d+ /\* (\d+) in strace's PID NS \*/")
+# Reading a directory's entries: the names are output the program may print or act on.
+_LISTING_CALLS = frozenset({"getdents", "getdents64"})
 _CLONE_CALLS = frozenset({"clone", "clone3", "fork", "vfork"})
 _SKIPPED_CALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "execveat", "setns"})
 # Which quoted operands of a call are paths; the default is the first one only. Later strings
@@ -85,6 +87,7 @@ class TraceSummary:
 
     paths: set[str] = field(default_factory=set)
     executed: list[str] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)
     processes: int = 0
 
 
@@ -172,6 +175,9 @@ def parse(lines: Iterable[str], *, host_prefixes: tuple[str, ...] = ()) -> Trace
         for path in found:
             if _kept(path, host_prefixes):
                 summary.paths.add(path)
+        listed = _FD_ARG.match(args) if name in _LISTING_CALLS else None
+        if listed and _kept(unescape(listed.group(1)), host_prefixes):
+            summary.listed.add(unescape(listed.group(1)))
     summary.processes = len(counted)
     return summary
 
