@@ -134,7 +134,13 @@ def test_html_page_is_self_contained(dive_ref, whiteout_ref, tmp_path):
 def test_html_unwritable_path_exit_2(dive_ref, tmp_path):
     result = edgetrim("analyze", dive_ref, "--html", str(tmp_path / "missing" / "r.html"))
     assert result.returncode == 2
-    assert "cannot write the HTML report" in result.stderr
+    assert "missing does not exist" in result.stderr
+
+
+def test_html_to_device_rejected(dive_ref):
+    result = edgetrim("analyze", dive_ref, "--html", "/dev/null")
+    assert result.returncode == 2
+    assert "is not a regular file" in result.stderr
 
 
 def test_html_renders_in_chromium(dive_ref, tmp_path):

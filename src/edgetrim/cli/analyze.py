@@ -17,6 +17,7 @@ from edgetrim.analyze.report_json import build_document
 from edgetrim.analyze.report_text import render_device_set, render_image, render_policy
 from edgetrim.errors import EdgetrimError
 from edgetrim.transports import open_image
+from edgetrim.transports.reference import check_output_path
 
 _PIPE_WIDTH = 120
 
@@ -70,7 +71,9 @@ def analyze_command(
     docker-daemon:NAME:TAG. With two or more, also report what they take together on one
     device. Exit status: 0, 1 if a rule failed, 2 on an error.
     """
-    # Parse every rule before reading any image, so a typo fails at once.
+    # Parse every rule and check the output path before reading any image, so a typo fails at once.
+    if html_path is not None:
+        check_output_path(html_path, f"--html {html_path}")
     rules = [parse_rule(text) for text in fail_if]
     if rules_path is not None:
         rules += load_rules(rules_path)
@@ -107,7 +110,13 @@ def _write_text(path: Path, text: str) -> None:
     temporary = None
     try:
         with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+            # A file name that is not UTF-8 shows as a backslash escape instead of failing.
+            "w",
+            encoding="utf-8",
+            errors="backslashreplace",
+            dir=path.parent,
+            prefix=f".{path.name}.",
+            delete=False,
         ) as handle:
             temporary = Path(handle.name)
             handle.write(text)

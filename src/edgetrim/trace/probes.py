@@ -127,7 +127,7 @@ def _split(text: str, option: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ProbeAnswer:
-    """What one probe observed: a status (HTTP status, exit code, 0 for an open port) and output."""
+    """The result of one probe: a status (HTTP status, exit code, 0 for an open port) and output."""
 
     probe: str
     status: int
