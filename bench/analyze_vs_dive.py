@@ -10,9 +10,9 @@ archive, N times each, in turn:
     floor     python3 -c ... ARCHIVE                  read and sha256 every byte once, 1 MiB reads
     edgetrim  edgetrim analyze --json docker-archive:ARCHIVE
     dive      dive --ci --source docker-archive ARCHIVE
-and prints a Markdown table of median wall seconds, CPU seconds and peak memory per command,
-then the median of the paired ratios edgetrim / dive (run i of edgetrim against run i of dive),
-which is steadier than a ratio of medians when the machine's speed drifts.
+and prints a Markdown table of median wall seconds, CPU seconds and peak memory per command.
+It then prints the median of the paired ratios edgetrim / dive, run i against run i, which moves
+less than a ratio of medians when the machine's speed drifts during the runs.
 """
 
 from __future__ import annotations

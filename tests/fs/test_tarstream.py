@@ -143,6 +143,19 @@ def test_entries_match_tarfile(case: str, chunk_size: int, monkeypatch: pytest.M
     assert error == expected_error
 
 
+@pytest.mark.parametrize("read", [safetar.iter_layer, safetar._iter_layer_with_tarfile])
+@pytest.mark.parametrize(
+    "data", [tricky_tars.invalid_hdrcharset(), tricky_tars.invalid_sparse_map()]
+)
+def test_invalid_pax_records_rejected(read, data: bytes) -> None:
+    # tarfile raises ValueError for these, which must not escape as it is.
+    items, error = layer_outcome(read, data)
+    assert error is not None
+    assert error[0] is ImageFormatError
+    assert "layer L" in error[1]
+    assert "invalid PAX record" in error[1]
+
+
 def test_sparse_member_contents_after_hand_over() -> None:
     for name in ("gnu sparse", "pax sparse 0.1", "pax sparse 1.0"):
         if name not in CASES:

@@ -1,8 +1,8 @@
 """Synthetic tars in the dialects and corner cases that real and crafted layers use.
 
-Each builder returns the bytes of a whole archive. tarfile writes most of them; the helpers
-below write headers by hand where tarfile cannot: a PAX record that overrides the ustar
-size, a chain of extension headers in an unusual order, an invalid record.
+Each builder returns the bytes of a whole archive. tarfile writes most of them. The helpers
+below write headers by hand where tarfile cannot, such as a PAX record that overrides the
+ustar size, a chain of extension headers in an unusual order or an invalid record.
 """
 
 from __future__ import annotations
@@ -259,6 +259,21 @@ def zero_length_pax_record(first: bool) -> bytes:
     bad = header("././@PaxHeader", tarfile.XHDTYPE, len(data)) + pad(data)
     body = bad + file_blocks("x", b"x")
     return (body if first else file_blocks("a", b"a") + body) + END
+
+
+def invalid_hdrcharset() -> bytes:
+    """A hdrcharset record that is not UTF-8, which tarfile fails to decode."""
+    return pax_header({"hdrcharset": b"\xff\xfe"}) + file_blocks("x", b"x") + END
+
+
+def invalid_sparse_map() -> bytes:
+    """A GNU sparse map of words, not numbers, after a plain first member."""
+    return (
+        file_blocks("a", b"a")
+        + pax_header({"GNU.sparse.map": b"start,end"})
+        + file_blocks("b", b"b")
+        + END
+    )
 
 
 def truncated_in_content() -> bytes:

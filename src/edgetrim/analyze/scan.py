@@ -24,9 +24,9 @@ _KEPT_FILES = re.compile(r"^(/var/lib/dpkg/status|/var/lib/dpkg/info/[^/]+\.list
 _ELF_MAGIC = b"\x7fELF"
 # The ELF header fields read here end with e_type at byte 18.
 _HEAD_SIZE = 18
-# Files at least this large may be hashed on the read-ahead thread when it is idle; handing
-# over a smaller file costs about as much as hashing it. On the two example images (2 cores)
-# 16 KiB to 1 MiB gave scan times within the noise of a shared machine.
+# Files at least this large may be hashed on the read-ahead thread when it is idle. Handing
+# over a smaller file costs about as much as hashing it. On the two example images (2 cores),
+# thresholds from 16 KiB to 1 MiB gave scan times within the noise of a shared machine.
 _HASH_LATER_SIZE = 64 << 10
 
 

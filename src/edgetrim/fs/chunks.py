@@ -100,8 +100,8 @@ class ReadAheadChunks:
     next ``next_chunk``.
 
     The worker takes buffers to fill and calls to run from one queue, in order. A buffer goes
-    back on that queue after the calls queued while the caller held it, so no call sees its
-    buffer refilled.
+    back on that queue after the calls queued while the caller held it, so no call reads a
+    buffer that was refilled.
     """
 
     def __init__(
@@ -114,7 +114,7 @@ class ReadAheadChunks:
         self._filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
         for _ in range(buffers):
             self._inbox.put(bytearray(chunk_size))
-        self._held: bytearray | None = None
+        self._caller_buffer: bytearray | None = None
         self._done = False
         # Set by close: the worker reads no more, but still runs the calls queued before.
         self._closing = False
@@ -138,9 +138,9 @@ class ReadAheadChunks:
                 self._filled.put(exc)
 
     def next_chunk(self) -> memoryview:
-        if self._held is not None:
-            self._inbox.put(self._held)
-            self._held = None
+        if self._caller_buffer is not None:
+            self._inbox.put(self._caller_buffer)
+            self._caller_buffer = None
         if self._done:
             return _EMPTY
         item = self._filled.get()
@@ -151,7 +151,7 @@ class ReadAheadChunks:
         if not count:
             self._done = True
             return _EMPTY
-        self._held = buffer
+        self._caller_buffer = buffer
         return memoryview(buffer)[:count]
 
     def call_later(self, function: Callable[..., object], *args: object) -> None:

@@ -325,8 +325,8 @@ class LayerReader:
             except TarReadError as exc:
                 raise _read_error(layer_name, exc) from exc
             except HandOver as handover:
-                # Bytes pass through both the TarStream and the bounded stream, so the limits
-                # of both apply; the replayed headers count twice, at most a header budget.
+                # The rest of the stream passes through the TarStream and the bounded stream,
+                # so the limits of both apply. The TarStream checked the replayed headers.
                 bounded = _BoundedStream(tar, self._limits, layer_name)  # type: ignore[arg-type]
                 yield from _tarfile_members(
                     _Replay(handover.replay, bounded),  # type: ignore[arg-type]
@@ -401,10 +401,11 @@ def _tarfile_members(
             format=tarfile.PAX_FORMAT,
             pax_headers=dict(global_headers or {}),
         )
-    except _TARFILE_ERRORS as exc:
+    except tarfile.TarError as exc:
         raise _read_error(layer_name, TarReadError(str(exc), at_start=at_start)) from exc
     except ValueError as exc:
-        # tarfile applies GNU.sparse.* PAX records with a bare int(), which raises this.
+        # tarfile applies GNU.sparse.* PAX records with a bare int(), and decodes a hdrcharset
+        # record strictly as UTF-8 (UnicodeDecodeError); both raise ValueError.
         raise _read_error(
             layer_name, TarReadError(f"invalid PAX record: {exc}", at_start=at_start)
         ) from exc
@@ -424,11 +425,6 @@ def _tarfile_members(
                 yield found
             _skip_to_next_header(tar, layer_name)
     bounded.drain()
-
-
-# tarfile lets a few errors of crafted headers escape as they are: a hdrcharset record that
-# is not UTF-8 (UnicodeDecodeError, a ValueError) and sparse maps that are not numbers.
-_TARFILE_ERRORS = (tarfile.TarError, ValueError)
 
 
 def _tarfile_content(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Iterator[bytes]:
@@ -579,10 +575,11 @@ def _next_info(
     bounded.start_header()
     try:
         info = tar.next()
-    except _TARFILE_ERRORS as exc:
+    except tarfile.TarError as exc:
         raise ImageFormatError(f"{layer_name}: layer tar is corrupt or truncated ({exc})") from exc
     except ValueError as exc:
-        # tarfile applies GNU.sparse.* PAX records with a bare int(), which raises this.
+        # tarfile applies GNU.sparse.* PAX records with a bare int(), and decodes a hdrcharset
+        # record strictly as UTF-8 (UnicodeDecodeError); both raise ValueError.
         raise ImageFormatError(
             f"{layer_name}: layer tar has an invalid PAX record ({exc})"
         ) from exc

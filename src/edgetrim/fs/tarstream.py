@@ -6,12 +6,13 @@ reader takes the stream in large chunks (:mod:`edgetrim.fs.chunks`), parses the 
 that container layers use (ustar, GNU long names and link targets, PAX extended and global
 headers), and hands out file content as memoryview slices of the chunks.
 
-For the same bytes it returns the header fields that ``tarfile`` of Python 3.11.7 returns,
-including its leniency: where a member should start, a zero block, the end of the stream or an
-invalid header ends the archive, unless it is the first header. GNU sparse members, old GNU
-style or PAX style, and members with more than :data:`MAX_EXTENSION_HEADERS` extension
-headers are not parsed here: :class:`HandOver` tells the caller to continue with ``tarfile``
-from that member on.
+For the same bytes it returns the header fields that ``tarfile`` of Python 3.11.7 returns. It is
+as lenient as ``tarfile``, too: where a member should start, a zero block, the end of the stream
+or an invalid header ends the archive. Only at the first header is that an error.
+
+GNU sparse members, old GNU style or PAX style, and members with more than
+:data:`MAX_EXTENSION_HEADERS` extension headers are not parsed here. :class:`HandOver` tells the
+caller to continue with ``tarfile`` from such a member on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 
 from edgetrim.errors import UnsafeLayerError
 from edgetrim.fs.chunks import ChunkSource
+from edgetrim.fs.limits import LAYER_SIZE_VARIABLE
 
 BLOCK = tarfile.BLOCKSIZE
 _ZERO_BLOCK = bytes(BLOCK)
@@ -39,8 +41,8 @@ _EXTENSION_TYPES = frozenset(
 _REGULAR_TYPES = frozenset(tarfile.REGULAR_TYPES)
 # tarfile skips the data of these types and of unknown ones; other known types have none.
 _TYPES_WITHOUT_DATA = frozenset(tarfile.SUPPORTED_TYPES) - _REGULAR_TYPES
-# More extension headers for one member than this come from no real archiver; such a member
-# goes to tarfile, which rejects it or not exactly as before.
+# No real archiver writes more extension headers for one member than this. Such a member goes
+# to tarfile, so it is accepted or rejected exactly as before.
 MAX_EXTENSION_HEADERS = 64
 
 _PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
@@ -59,7 +61,7 @@ class TarReadError(Exception):
 class HandOver(Exception):  # noqa: N818 - a signal to the caller, not an error
     """The next member needs ``tarfile``, which is to continue reading from it.
 
-    ``replay`` holds the bytes of the member's headers read so far, which come before the
+    ``replay`` contains the bytes of the member's headers read so far, which come before the
     rest of the stream. ``global_headers`` are the PAX global records in force before them.
     """
 
@@ -339,12 +341,10 @@ class TarStream:
         )
 
 
-def too_large(layer_name: str, what: str, max_bytes: int) -> UnsafeLayerError:
-    """Return the error for a layer that expands beyond ``max_bytes``."""
-    from edgetrim.fs.limits import LAYER_SIZE_VARIABLE
-
+def too_large(layer_name: str, subject: str, max_bytes: int) -> UnsafeLayerError:
+    """Return the error for a layer whose ``subject``, such as its tar, exceeds ``max_bytes``."""
     return UnsafeLayerError(
-        f"{layer_name}: {what} would expand to more than {max_bytes} bytes, the limit "
+        f"{layer_name}: {subject} would expand to more than {max_bytes} bytes, the limit "
         f"{LAYER_SIZE_VARIABLE} sets; the layer may be a decompression bomb, or raise the "
         "limit if the image is genuine"
     )
@@ -385,9 +385,9 @@ def _number(field: bytes) -> int:
 def _byte_sum(block: bytes) -> int:
     """Return the unsigned ustar checksum of ``block``: its bytes summed, the checksum as spaces.
 
-    Adler-32's low half is 1 plus the byte sum modulo 65521; a piece of at most 256 bytes sums
-    to at most 65280, so the modulo never applies and the sum is exact, and far quicker than
-    ``sum()`` over the bytes.
+    The low half of Adler-32 is 1 plus the byte sum modulo 65521. A piece of at most 256 bytes
+    sums to at most 65280, so the modulo never applies and the sum is exact. Three such pieces
+    are far quicker than ``sum()`` over the bytes.
     """
     return (
         (zlib.adler32(block[:148]) & 0xFFFF)
@@ -491,7 +491,7 @@ def _parse_pax(data: bytes) -> dict[str, str]:
         try:
             records["hdrcharset"] = match.group(1).decode("utf-8")
         except UnicodeDecodeError:
-            raise TarReadError("invalid hdrcharset record") from None
+            raise TarReadError("invalid PAX record: hdrcharset is not UTF-8") from None
     pos = 0
     while match := _PAX_RECORD.match(data, pos):
         length = int(match.group(1))
