@@ -1,7 +1,7 @@
 """Reading layer blobs: one hash for an uncompressed blob, readinto without copies, and checks.
 
 An uncompressed layer blob whose digest is its diff ID, as ``docker save`` writes it, is
-hashed once; every other layer is hashed as stored and as a tar. Either way a corrupt,
+hashed once. Every other layer is hashed as stored and as a tar. Either way a corrupt,
 truncated or padded blob raises DigestMismatchError naming the layer.
 """
 
