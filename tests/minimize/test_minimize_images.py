@@ -152,7 +152,7 @@ def test_unseen_service_as_non_root(build_image, base_image, runtime_tools, tmp_
         "--http-probe", "8093/index.html,status=404",
     )  # fmt: skip
     assert wrong_status.returncode == 2
-    assert "answered 200, but the probe expects 404" in wrong_status.stderr
+    assert "returned status 200, but the probe expects 404" in wrong_status.stderr
     assert not (tmp_path / "no.tar").exists()
     listing = docker(
         "run",
@@ -209,7 +209,7 @@ def test_verification_catches_changed_output(build_image, base_image, runtime_to
     dest = tmp_path / "clock.tar"
     result = edgetrim("minimize", f"docker-daemon:{original}", f"docker-archive:{dest}")
     assert result.returncode == 1
-    assert "answered the probes differently" in result.stderr
+    assert "responded to the probes differently" in result.stderr
     assert "stdout differs" in result.stderr
     assert not dest.exists()
     unverified = edgetrim(

@@ -77,7 +77,7 @@ from edgetrim.transports.reference import check_destination, check_output_path, 
     type=click.FloatRange(min=1),
     default=60.0,
     show_default=True,
-    help="Seconds each run may take, from start to the last probe answer.",
+    help="Seconds each run may take, from start to the last probe response.",
 )
 @click.option(
     "--include",
@@ -108,7 +108,7 @@ from edgetrim.transports.reference import check_destination, check_output_path, 
     "--verify/--no-verify",
     default=True,
     show_default=True,
-    help="Run the minimized image with the same probes and fail if any answer differs.",
+    help="Run the minimized image with the same probes and fail if any response differs.",
 )
 @click.option(
     "--platform",

@@ -93,11 +93,11 @@ class ClosureBuilder:
     def add_listings(self, listed: Iterable[str], touched: set[str]) -> None:
         """Keep the entries of directories whose listing was the point of reading them.
 
-        A directory that the run listed and none of whose entries it then opened, looked up
-        or executed keeps all its entries (not their subdirectories' contents), because the
-        names themselves were used, as in ``ls``, a glob or an index page. A directory whose
-        listing only served a lookup (Python's import system lists every package directory)
-        keeps just the entries the run went on to use.
+        A directory that the run listed keeps all its entries (not their subdirectories'
+        contents) when the run then opened, looked up or executed none of them. In that case
+        the names themselves were the output, as in ``ls``, a glob or an index page. A
+        directory whose listing only served a lookup (Python's import system lists every
+        package directory) keeps just the entries the run went on to use.
         """
         for directory in sorted(listed):
             resolved = self.tree.resolve(directory).path

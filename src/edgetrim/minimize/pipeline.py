@@ -138,7 +138,7 @@ def minimize(
 ) -> MinimizeResult:
     """Minimize ``image``, writing the new layer under ``work_dir``, which must outlive the result.
 
-    Raises VerificationError when the minimized image answers the probes differently.
+    Raises VerificationError when the minimized image responds to the probes differently.
     """
     started = time.monotonic()
     tree = FileTree.from_image(image)
@@ -218,13 +218,13 @@ def _check_started(result: RunResult, source: str) -> None:
 
 
 def _check_expected_status(service: ServiceProbes, answers: list[ProbeAnswer], source: str) -> None:
-    """Raise ContainerRunError if the original image did not answer a probe's ``status=N``."""
+    """Raise ContainerRunError if the original image did not return a probe's ``status=N``."""
     by_probe = {answer.probe: answer for answer in answers}
     for probe in service.http:
         answer = by_probe.get(str(probe))
         if probe.expect_status is not None and answer and answer.status != probe.expect_status:
             raise ContainerRunError(
-                f"{source}: {probe} answered {answer.status}, but the probe expects "
+                f"{source}: {probe} returned status {answer.status}, but the probe expects "
                 f"{probe.expect_status}; fix the probe or the image before minimizing"
             )
 
@@ -233,7 +233,7 @@ def _compare(expected: list[ProbeAnswer], actual: list[ProbeAnswer]) -> None:
     differences = compare_answers(expected, actual)
     if differences:
         raise VerificationError(
-            "the minimized image answered the probes differently from the original:\n"
+            "the minimized image responded to the probes differently from the original:\n"
             + "\n".join(differences)
             + "\nkeep the missing files with --include PATH, "
             "or write the image anyway with --no-verify"

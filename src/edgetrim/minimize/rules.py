@@ -16,8 +16,8 @@ from edgetrim.minimize.closure import ClosureBuilder
 
 LIBRARY_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
 TLS_LIBRARIES = ("libssl.so*", "libgnutls.so*", "libnss3.so*", "libmbedtls.so*", "libwolfssl.so*")
-# The trust store and OpenSSL's configuration, not all of /usr/lib/ssl: its misc/ folder holds
-# Perl scripts, which would bring Perl into the image.
+# The trust store and OpenSSL's configuration, not all of /usr/lib/ssl, because its misc/ folder
+# contains Perl scripts, which would bring Perl into the image.
 CA_PATHS = ("/etc/ssl/certs", "/usr/share/ca-certificates", "/etc/ca-certificates.conf",
             "/etc/ssl/openssl.cnf", "/usr/lib/ssl/certs", "/usr/lib/ssl/openssl.cnf",
             "/usr/lib/ssl/cert.pem")  # fmt: skip

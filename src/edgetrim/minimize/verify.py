@@ -1,4 +1,4 @@
-"""Compare the probe answers of the minimized image with those of the original."""
+"""Compare the probe results of the minimized image with those of the original."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ MAX_DIFF_LINES = 40
 
 
 def compare_answers(expected: list[ProbeAnswer], actual: list[ProbeAnswer]) -> list[str]:
-    """Return one readable block per probe whose answer differs; empty when all match."""
+    """Return one readable block per probe whose result differs; empty when all match."""
     differences = []
     for before, after in zip(expected, actual, strict=True):
         if before.status == after.status and before.body == after.body:

@@ -31,7 +31,7 @@ DOCKER_CAPABILITIES = [
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """What the container runs: argv, environment, working directory and numeric user."""
+    """The container's process: argv, environment, working directory and numeric user."""
 
     args: list[str]
     env: list[str]
@@ -177,12 +177,12 @@ def _network_files(bundle: Path, hostname: str) -> list[dict[str, Any]]:
     """Write /etc/hosts, /etc/hostname and /etc/resolv.conf and return their bind mounts.
 
     Docker mounts its own copies of these three files into every container, even during
-    `docker build`, so images usually lack them; a program that resolves "localhost" fails
+    `docker build`, so images usually lack them. A program that resolves "localhost" fails
     without /etc/hosts.
     """
     # The container shares the host's network namespace, so like `docker run --network=host`
-    # it gets the host's resolver and hosts files: a generated hosts file that maps localhost
-    # to ::1 as well would make a service bind an address the host does not have.
+    # it gets the host's resolver and hosts files. A generated hosts file that also maps
+    # localhost to ::1 would make a service bind an address the host does not have.
     files = {
         "hosts": _host_file("/etc/hosts") or f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n",
         "hostname": f"{hostname}\n",

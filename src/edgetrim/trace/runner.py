@@ -1,4 +1,4 @@
-"""Run a bundle with runc, optionally under ``strace -f``, and collect the probe answers."""
+"""Run a bundle with runc, optionally under ``strace -f``, and collect the probe results."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class ServiceProbes:
 
 @dataclass
 class RunResult:
-    """The outcome of one container run: probe answers, output, and traced paths if traced."""
+    """The outcome of one container run: probe results, output, and traced paths if traced."""
 
     answers: list[ProbeAnswer]
     exit_code: int | None
@@ -124,7 +124,7 @@ def run_bundle(
 
     With service probes the process is a service: it is stopped after the last probe and the
     probe duration. Without them it is a job that runs to completion; its exit code and stdout
-    are the answer.
+    are the result.
     """
     require_tools("runc", *(["strace"] if trace else []))
     for port in probes.ports:

@@ -29,8 +29,8 @@ _TRANSLATED_PID = re.compile(r"^\d+ /\* (\d+) in strace's PID NS \*/")
 _LISTING_CALLS = frozenset({"getdents", "getdents64"})
 _CLONE_CALLS = frozenset({"clone", "clone3", "fork", "vfork"})
 _SKIPPED_CALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "execveat", "setns"})
-# Which quoted operands of a call are paths; the default is the first one only. Later strings
-# are values, for example the target text of a symlink or the buffer filled by readlink.
+# The indexes of the quoted operands of a call that are paths (default: only the first).
+# Later strings are values, such as a symlink's target text or the buffer readlink fills.
 _PATH_OPERANDS: dict[str, tuple[int, ...]] = {
     "symlink": (1,),
     "symlinkat": (1,),
@@ -83,7 +83,7 @@ class _Process:
 
 @dataclass
 class TraceSummary:
-    """What the container's processes did to files: every absolute path they named or opened."""
+    """The file activity of the container's processes: every absolute path they named or opened."""
 
     paths: set[str] = field(default_factory=set)
     executed: list[str] = field(default_factory=list)
