@@ -87,3 +87,33 @@ def test_unescape_octal_hex_and_quotes():
     assert unescape(r"a\x41\"b\\") == 'aA"b\\'
     assert unescape(r"\377") == "\udcff"  # not UTF-8: a surrogate escape, as os.fsdecode gives
     assert unescape("plain") == "plain"
+
+
+# Lines as strace 6.1 -f -y prints them for a file named "report (deleted)", for a file that
+# was unlinked while open, and for a directory that was removed while the process held it.
+DELETED_LOG = """\
+300   pivot_root(".", ".")              = 0
+300   openat(AT_FDCWD</srv>, "report (deleted)", O_RDONLY) = 3</srv/report (deleted)>
+300   openat(AT_FDCWD</srv>, "data", O_RDONLY) = 3</srv/data>
+300   unlinkat(AT_FDCWD</srv>, "data", 0) = 0
+300   openat(AT_FDCWD</srv>, "/proc/self/fd/3", O_RDONLY) = 4</srv/data>(deleted)
+300   openat(5</srv/cache>(deleted), "entry", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)
+300   newfstatat(AT_FDCWD</srv/gone (deleted)>, "y", 0x7fffd7716d60, 0) = -1 ENOENT (No such file or directory)
+"""
+
+
+def test_name_ending_in_deleted_kept():
+    summary = parse(DELETED_LOG.splitlines())
+    assert "/srv/report (deleted)" in summary.paths
+
+
+def test_deleted_marker_not_part_of_path():
+    summary = parse(DELETED_LOG.splitlines())
+    assert "/srv/data" in summary.paths
+    assert not any(path.endswith(")(deleted)") for path in summary.paths)
+
+
+def test_deleted_dirfd_resolves_relative_name():
+    summary = parse(DELETED_LOG.splitlines())
+    assert "/srv/cache/entry" in summary.paths
+    assert "/srv/entry" not in summary.paths

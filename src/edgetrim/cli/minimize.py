@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shlex
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from edgetrim.cli.copy import parse_platform
+from edgetrim.fs.unpack import remove_tree
 from edgetrim.image.model import Platform
 from edgetrim.minimize.keeplist import read_keep_list, write_keep_list
 from edgetrim.minimize.packages import cyclonedx_sbom
@@ -21,8 +25,32 @@ from edgetrim.transports import open_image, write_image
 from edgetrim.transports._atomic import write_bytes
 from edgetrim.transports.reference import check_destination, check_output_path, parse_reference
 
+log = logging.getLogger(__name__)
 
-@click.command("minimize")
+
+class _MinimizeCommand(click.Command):
+    """The minimize command, which lets ``--cmd-probe=ARGS`` pass ARGS that start with "-".
+
+    When an option's value is optional, as that of ``--cmd-probe`` is, click (checked with
+    8.5.1) takes a value that starts with "-" for the next option, even after "=". A leading
+    space keeps click from doing so and changes nothing once ARGS are split into words.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        for index, arg in enumerate(args):
+            if arg == "--":
+                rewritten += args[index:]
+                break
+            name, equals, value = arg.partition("=")
+            if name == "--cmd-probe" and equals and value.startswith("-"):
+                rewritten += ["--cmd-probe", " " + value]
+            else:
+                rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
+@click.command("minimize", cls=_MinimizeCommand)
 @click.argument("source")
 @click.argument("dest")
 @click.option(
@@ -70,7 +98,8 @@ from edgetrim.transports.reference import check_destination, check_output_path, 
     flag_value="",
     metavar="[ARGS]",
     help="Run the image to completion, with ARGS in place of its cmd if given, and compare "
-    "exit code and stdout. Repeatable; the default when no other probe is given.",
+    "exit code and stdout. ARGS that start with '-' need '=': --cmd-probe='--version'. "
+    "Repeatable; the default when no other probe is given.",
 )
 @click.option(
     "--timeout",
@@ -119,7 +148,9 @@ from edgetrim.transports.reference import check_destination, check_output_path, 
 @click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to unpack and trace (default: a temporary directory, removed afterwards).",
+    help="Folder for all temporary data: the exported image, the unpacked copies, the runs "
+    "and the new layer (default: the system's temporary folder). A temporary folder is "
+    "made inside it and removed afterwards.",
 )
 def minimize_command(
     source: str,
@@ -168,11 +199,9 @@ def minimize_command(
     )
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="edgetrim-", dir=work_dir) as work,
-        open_image(source, platform=platform) as image,
-    ):
-        result = minimize(image, options, Path(work), source=source)
+    with _work_folder(work_dir) as work, open_image(source, platform=platform) as image:
+        result = minimize(image, options, work, source=source)
+        log.info("writing %s", dest)
         digest = write_image(result.image, dest)
     if keep_list_out is not None:
         header = [f"source: {source}", f"source config: {image.config.digest}"]
@@ -187,6 +216,29 @@ def minimize_command(
 
 def _absolute(path: Path | None) -> Path | None:
     return path.absolute() if path is not None else None
+
+
+@contextlib.contextmanager
+def _work_folder(parent: Path | None) -> Iterator[Path]:
+    """Make the run's temporary folder in ``parent`` and remove it afterwards, however deep.
+
+    While it exists, it is also the default folder of :mod:`tempfile`, so that temporary
+    files made elsewhere (a ``docker-daemon:`` export, a decompressed archive) go to the
+    folder that ``--work-dir`` names and not to the system's temporary folder.
+    """
+    work = Path(tempfile.mkdtemp(prefix="edgetrim-", dir=parent)).absolute()
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(work)
+    try:
+        yield work
+    finally:
+        tempfile.tempdir = previous
+        log.info("removing %s", work)
+        try:
+            remove_tree(work)
+        except OSError as exc:
+            # Raising here would hide the outcome of the command, or the error that ended it.
+            log.warning("could not remove %s (%s); remove it by hand", work, exc)
 
 
 def _command_args(text: str) -> list[str] | None:

@@ -2,8 +2,10 @@
 
 The same image, tree and keep set always give the same bytes: PAX format, members sorted by
 path, the ownership names and mtimes of the source, and compression without timestamps or file
-names at a fixed level. Content is streamed from the original layers into a spool keyed by
-digest first, because the tar is written in path order and the layers come in layer order.
+names at a fixed level. Content goes into a spool keyed by digest first, because the tar is
+written in path order and the layers come in layer order. It is copied from an unpacked rootfs
+of the image when one is given and its content matches the digest, and otherwise streamed from
+the original layers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import BinaryIO, Literal
 import zstandard
 
 from edgetrim.errors import ImageFormatError
+from edgetrim.fs.beneath import open_beneath
 from edgetrim.fs.entry import FileEntry, FileType
 from edgetrim.fs.safetar import iter_contents
 from edgetrim.fs.tree import ROOT, ContentSource, FileTree, parent_of
@@ -70,11 +73,17 @@ def write_layer(
     *,
     compression: Compression = "gzip",
     replacements: Mapping[str, bytes] | None = None,
+    spool_dir: Path | None = None,
+    content_root: Path | None = None,
 ) -> LayerBlobInfo:
     """Write one layer tar holding exactly the ``keep`` paths of ``tree`` to ``out``.
 
     ``replacements`` gives new content for kept regular files (a rewritten package database,
-    say); their other metadata stays as the tree records it.
+    say); their other metadata stays as the tree records it. The content of kept files is
+    spooled in a temporary folder in ``spool_dir`` (default: the system's temporary folder).
+    ``content_root`` is a rootfs unpacked from ``image``: content is copied from there, which
+    saves reading every layer again, and only a file whose sha256 differs from the tree's
+    record, or that is missing there, is streamed from the layers.
 
     Every parent directory of a kept path must be kept too; ``/`` is written as ``./`` only if
     it is in ``keep``. Kept paths that share an inode are written once as a regular file, under
@@ -89,9 +98,9 @@ def write_layer(
         if path not in keep or entry is None or not entry.is_regular:
             raise ValueError(f"a replacement must be a kept regular file: {path}")
     link_to = _link_plan(tree, [p for p in paths if p not in replaced])
-    with tempfile.TemporaryDirectory(prefix="edgetrim-spool-") as spool:
+    with tempfile.TemporaryDirectory(prefix="edgetrim-spool-", dir=spool_dir) as spool:
         spooled = [p for p in paths if p not in link_to and p not in replaced]
-        _spool_contents(image, tree, spooled, Path(spool))
+        _spool_contents(image, tree, spooled, Path(spool), content_root)
         return _write_tar(tree, paths, link_to, Path(spool), out, compression, replaced)
 
 
@@ -121,15 +130,27 @@ def _link_plan(tree: FileTree, paths: list[str]) -> dict[str, str]:
     return link_to
 
 
-def _spool_contents(image: Image, tree: FileTree, paths: list[str], spool: Path) -> None:
-    """Copy the content of every kept file from the layers into ``spool``, named by digest."""
-    members_by_layer: dict[int, set[str]] = {}
-    needed: set[str] = set()
+def _spool_contents(
+    image: Image, tree: FileTree, paths: list[str], spool: Path, content_root: Path | None
+) -> None:
+    """Copy the content of every kept file into ``spool``, named by digest."""
+    sources: list[ContentSource] = []
+    first_path: dict[str, str] = {}
     for path in paths:
         source = tree.content_source(path)
         if source is not None:
+            sources.append(source)
+            first_path.setdefault(source.digest, path)
+    needed = set(first_path)
+    if content_root is not None:
+        for digest, path in first_path.items():
+            _copy_checked(content_root, path, digest, spool)
+    members_by_layer: dict[int, set[str]] = {}
+    for source in sources:
+        if not (spool / source.digest).exists():
             members_by_layer.setdefault(source.layer, set()).add(source.path)
-            needed.add(source.digest)
+    streamed = sum(len(members) for members in members_by_layer.values())
+    log.debug("%d kept files to read from the layers", streamed)
     for _, member in iter_contents(image, members_by_layer):
         with tempfile.NamedTemporaryFile(dir=spool, delete=False) as part:
             digest = member.read_content(part)
@@ -143,6 +164,27 @@ def _spool_contents(image: Image, tree: FileTree, paths: list[str], spool: Path)
             f"no layer of the image has content sha256:{missing[0]} that the file tree records; "
             "the tree was built from a different image"
         )
+
+
+def _copy_checked(root: Path, path: str, digest: str, spool: Path) -> None:
+    """Copy ``path`` of an unpacked rootfs into the spool if its sha256 is ``digest``."""
+    hasher = hashlib.sha256()
+    try:
+        with (
+            open_beneath(root, path) as source,
+            tempfile.NamedTemporaryFile(dir=spool, delete=False) as part,
+        ):
+            while chunk := source.read(_CHUNK_SIZE):
+                hasher.update(chunk)
+                part.write(chunk)
+    except OSError as exc:
+        log.debug("%s: not copied from %s (%s)", path, root, exc)
+        return
+    if hasher.hexdigest() == digest:
+        os.replace(part.name, spool / digest)
+    else:
+        log.warning("%s in %s differs from the image; reading it from the layers", path, root)
+        os.unlink(part.name)
 
 
 def _entry(tree: FileTree, path: str) -> FileEntry:

@@ -6,18 +6,25 @@ with ``O_NOFOLLOW``, and files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW`
 ever written through a symlink. Ownership, modes (setuid, setgid and sticky included), xattrs,
 mtimes, hardlinks, device nodes and FIFOs are reproduced. What the process lacks the privilege
 for (owners and device nodes without root, some xattr namespaces) is skipped with a warning.
+
+Every file is first written under a temporary name in the root and then linked into place.
+NOTE: creating the files straight in their directories, on one or four threads, measured
+slower: 17 to 20 s instead of 12 s for a 900 MB image with 18,000 files, on an ext4 work
+directory of a shared 2-core VM. The cause was not found.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import errno
 import functools
 import io
 import logging
 import os
-import shutil
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from edgetrim.errors import EdgetrimError, ImageFormatError, UnsafeLayerError
@@ -31,6 +38,9 @@ log = logging.getLogger(__name__)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEVICE_TYPES = {FileType.CHAR_DEVICE: stat.S_IFCHR, FileType.BLOCK_DEVICE: stat.S_IFBLK}
+# An unpacked rootfs serves as the lower directory of an overlayfs mount, where these xattrs
+# would redirect lookups or hide entries. The image's layers keep them unchanged.
+_OVERLAY_XATTR_PREFIX = "trusted.overlay."
 
 # (layer index, member path) -> content digest -> the paths that share that inode.
 _ContentGroups = dict[tuple[int, str], dict[str, list[str]]]
@@ -59,9 +69,12 @@ def unpack(image: Image, tree: FileTree, dest: Path, *, paths: set[str] | None =
         with _Rootfs(dest) as rootfs:
             _populate(rootfs, image, tree, selected)
     except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        if dest.exists():
-            log.warning("could not remove the partial unpack in %s; remove it by hand", dest)
+        try:
+            remove_tree(dest)
+        except OSError as exc:
+            log.warning(
+                "could not remove the partial unpack in %s (%s); remove it by hand", dest, exc
+            )
         raise
 
 
@@ -304,6 +317,9 @@ class _Rootfs:
         if not entry.is_symlink:
             chmod(entry.mode)
         for key, value in entry.xattrs.items():
+            if key.startswith(_OVERLAY_XATTR_PREFIX):
+                self._skip(f"xattr {key} not set (overlayfs would act on it)", entry.path)
+                continue
             try:
                 setxattr(key, value)
             except OSError as exc:
@@ -323,3 +339,194 @@ class _Rootfs:
         for feature, count in self._skipped.items():
             if count > 1:
                 log.warning("%s: %s on %d paths", self.dest, feature, count)
+
+
+class _Jobs:
+    """Run functions on a thread pool, with few queued, and keep the first error for later."""
+
+    def __init__(self, pool: concurrent.futures.ThreadPoolExecutor, queued: int):
+        self._pool = pool
+        self._slots = threading.BoundedSemaphore(queued)
+        self._errors: list[BaseException] = []
+
+    def submit(self, function: Callable[..., object], *args: object) -> None:
+        """Queue ``function(*args)``, waiting while ``queued`` jobs are waiting already."""
+        self._slots.acquire()
+        self._pool.submit(self._run, function, args)
+
+    def _run(self, function: Callable[..., object], args: tuple[object, ...]) -> None:
+        try:
+            function(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised by raise_error in the caller
+            self._errors.append(exc)
+        finally:
+            self._slots.release()
+
+    def raise_error(self) -> None:
+        """Raise the first error a job met; call it once the pool has finished."""
+        if self._errors:
+            raise self._errors[0]
+
+
+# -- removal -----------------------------------------------------------------------------------
+
+# Directory descriptors the walk keeps open on its way down. Deeper ancestors are closed and
+# opened again through ".." on the way up, so any depth fits in a few file descriptors.
+_OPEN_ANCESTORS = 64
+_UNLINK_WORKERS = 8
+
+
+def remove_tree(path: Path, *, workers: int = _UNLINK_WORKERS) -> None:
+    """Remove ``path`` and everything under it; a missing ``path`` is not an error.
+
+    The walk is iterative and works on directory descriptors, so a tree thousands of levels
+    deep, whose paths are longer than PATH_MAX, is removed like any other. It never follows a
+    symlink and never crosses into another filesystem: a mount point inside raises OSError
+    (EXDEV) before anything in it is removed. Directories that deny their owner access are
+    made accessible first. Files are unlinked by ``workers`` threads, because on a journaling
+    filesystem each unlink can wait for the journal, and the waits then overlap.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers, "edgetrim-remove") as pool:
+        # Each queued job keeps a duplicated directory descriptor open until it has run.
+        jobs = _Jobs(pool, workers * 4)
+        _walk_tree(path, on_files=lambda fd, names: jobs.submit(_unlink_owned, os.dup(fd), names))
+    jobs.raise_error()
+    _walk_tree(path, on_files=_unlink_names, on_dir_done=_remove_empty_dir)
+    os.rmdir(path)
+
+
+class _Frame:
+    """A directory on the walk's stack: its descriptor (None while closed), identity, subdirs."""
+
+    __slots__ = ("name", "fd", "identity", "subdirs")
+
+    def __init__(self, name: str, fd: int, identity: tuple[int, int]):
+        self.name = name
+        self.fd: int | None = fd
+        self.identity = identity
+        self.subdirs: list[str] | None = None
+
+
+def _walk_tree(
+    path: Path,
+    *,
+    on_files: Callable[[int, list[str]], None],
+    on_dir_done: Callable[[int, str], None] | None = None,
+) -> None:
+    """Visit every directory under ``path`` depth first, without recursion.
+
+    ``on_files(dir_fd, names)`` gets the non-directory entries of each directory, before its
+    subdirectories are visited; ``on_dir_done(parent_fd, name)`` runs after a subdirectory and
+    everything below it have been visited.
+    """
+    root_fd = os.open(path, _DIR_FLAGS)
+    root = _Frame("", root_fd, _identity(root_fd))
+    device = root.identity[0]
+    stack = [root]
+    try:
+        while stack:
+            frame = stack[-1]
+            assert frame.fd is not None
+            if frame.subdirs is None:
+                files, frame.subdirs = _list_dir(frame.fd)
+                if files:
+                    on_files(frame.fd, files)
+            if frame.subdirs:
+                name = frame.subdirs.pop()
+                child_fd = _open_subdir(frame.fd, name)
+                child = _Frame(name, child_fd, _identity(child_fd))
+                if child.identity[0] != device:
+                    os.close(child_fd)
+                    raise OSError(errno.EXDEV, "a mount point inside the tree to remove", name)
+                stack.append(child)
+                if len(stack) > _OPEN_ANCESTORS:
+                    _close_frame(stack[-_OPEN_ANCESTORS - 1])
+                continue
+            stack.pop()
+            if not stack:
+                break
+            parent = stack[-1]
+            if parent.fd is None:
+                parent.fd = _reopen_parent(frame, parent)
+            os.close(frame.fd)
+            frame.fd = None
+            if on_dir_done is not None:
+                on_dir_done(parent.fd, frame.name)
+    finally:
+        for frame in stack:
+            _close_frame(frame)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _close_frame(frame: _Frame) -> None:
+    if frame.fd is not None:
+        os.close(frame.fd)
+        frame.fd = None
+
+
+def _reopen_parent(child: _Frame, parent: _Frame) -> int:
+    """Open ".." of ``child`` and check that it is still the directory the walk came from."""
+    assert child.fd is not None
+    fd = os.open("..", _DIR_FLAGS, dir_fd=child.fd)
+    if _identity(fd) != parent.identity:
+        os.close(fd)
+        raise OSError(errno.ESTALE, "a directory moved while its tree was being removed")
+    return fd
+
+
+def _list_dir(fd: int) -> tuple[list[str], list[str]]:
+    """Return the non-directory and the directory names in the directory ``fd``."""
+    files: list[str] = []
+    subdirs: list[str] = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            (subdirs if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
+    return files, subdirs
+
+
+def _open_subdir(parent_fd: int, name: str) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except PermissionError:
+        # Without root, a directory of mode 000 (overlayfs makes one) cannot be read.
+        os.chmod(name, 0o700, dir_fd=parent_fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+
+
+def _unlink_names(dir_fd: int, names: list[str]) -> None:
+    for name in names:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            # Without root, unlinking needs write and search permission on the directory.
+            os.chmod(dir_fd, stat.S_IMODE(os.fstat(dir_fd).st_mode) | stat.S_IRWXU)
+            os.unlink(name, dir_fd=dir_fd)
+
+
+def _unlink_owned(dir_fd: int, names: list[str]) -> None:
+    """Unlink ``names`` in ``dir_fd``, then close ``dir_fd``."""
+    try:
+        _unlink_names(dir_fd, names)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_empty_dir(parent_fd: int, name: str) -> None:
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except PermissionError:
+        os.chmod(parent_fd, stat.S_IMODE(os.fstat(parent_fd).st_mode) | stat.S_IRWXU)
+        os.rmdir(name, dir_fd=parent_fd)

@@ -24,16 +24,21 @@ def build_minimized_image(
     *,
     kept_summary: str,
     replacements: Mapping[str, bytes] | None = None,
+    content_root: Path | None = None,
 ) -> Image:
     """Return a new image with the same run-time config and one layer of the kept paths.
 
     Entrypoint, cmd, env, user, working directory, exposed ports, labels and stop signal are
     copied unchanged. The history is replaced by one entry, dated as the original image, so the
-    same input and keep-set give the same config and image digests.
+    same input and keep-set give the same config and image digests. The layer and its spool
+    go to ``work_dir``; ``content_root``, a rootfs unpacked from ``image``, supplies content.
     """
     layer_path = work_dir / "minimized-layer.tar.gz"
     with open(layer_path, "wb") as out:
-        info = write_layer(image, tree, keep, out, compression="gzip", replacements=replacements)
+        info = write_layer(
+            image, tree, keep, out, compression="gzip", replacements=replacements,
+            spool_dir=work_dir, content_root=content_root,
+        )  # fmt: skip
     layer = Layer(
         Descriptor(OCI_LAYER_GZIP, info.digest, info.size),
         info.diff_id,

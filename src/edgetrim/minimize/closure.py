@@ -9,11 +9,9 @@ import logging
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from edgetrim.fs.beneath import open_beneath
+from edgetrim.fs.beneath import RootfsReader, open_beneath
 from edgetrim.fs.entry import FileType
-from edgetrim.fs.tree import FileTree
 from edgetrim.minimize.elf import ELF_MAGIC, LibraryResolver, read_elf
 
 log = logging.getLogger(__name__)
@@ -50,14 +48,22 @@ class KeepSet:
 
 
 class ClosureBuilder:
-    """Grow a keep-set until every kept path can be reached and every kept binary can load."""
+    """Grow a keep-set until every kept path can be reached and every kept binary can load.
 
-    def __init__(self, tree: FileTree, rootfs: Path, env: list[str]):
-        self.tree = tree
-        self.rootfs = rootfs
+    Every file it reads (ELF headers, shebangs, ld.so.conf, the package database) comes
+    through ``files`` from the rootfs as it was unpacked from the image, before any run, so a
+    run cannot change what is kept or what the rewritten package database lists.
+    """
+
+    def __init__(self, files: RootfsReader, env: list[str]):
+        self.files = files
+        self.tree = files.tree
         self.keep = KeepSet()
-        self._libraries = LibraryResolver(tree, rootfs, env)
+        self._libraries = LibraryResolver(files, env)
         self._pending: list[str] = []
+        # Paths that do not resolve in the image. A run that creates a tree thousands of levels
+        # deep reports every level, and without this set each would look its parents up again.
+        self._missing: set[str] = set()
 
     def add_path(self, path: str, reason: str) -> None:
         """Keep ``path`` as the run saw it: its symlinks, its target and the directories above.
@@ -74,10 +80,16 @@ class ClosureBuilder:
         if resolution.path is not None:
             self._keep_entry(resolution.path, reason)
             return
+        self._missing.add(path)
         parent = posixpath.dirname(path)
         while parent != "/":
+            if parent in self._missing:
+                parent = posixpath.dirname(parent)
+                continue
             found = self.tree.resolve(parent)
-            if found.path is not None:
+            if found.path is None:
+                self._missing.add(parent)
+            else:
                 for link in found.symlinks:
                     self._keep_entry(link, f"symlink on the way to {parent}")
                 entry = self.tree.get(found.path)
@@ -131,15 +143,7 @@ class ClosureBuilder:
 
         The path is resolved inside the image first, so a symlink never leads outside the rootfs.
         """
-        resolved = self.tree.resolve(path).path
-        entry = self.tree.get(resolved) if resolved else None
-        if resolved is None or entry is None or not entry.is_regular:
-            return ""
-        try:
-            with open_beneath(self.rootfs, resolved) as stream:
-                return stream.read(limit).decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return self.files.read_text(path, limit=limit)
 
     def _keep_entry(self, path: str, reason: str) -> None:
         entry = self.tree.get(path)
@@ -154,7 +158,7 @@ class ClosureBuilder:
 
     def _add_dependencies(self, path: str) -> None:
         try:
-            with open_beneath(self.rootfs, path) as stream:
+            with open_beneath(self.files.root, path) as stream:
                 head = stream.read(SHEBANG_LIMIT)
                 if head.startswith(b"#!"):
                     self._add_shebang(path, head)

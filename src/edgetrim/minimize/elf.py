@@ -18,8 +18,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from edgetrim.fs.beneath import open_beneath
-from edgetrim.fs.tree import FileTree
+from edgetrim.fs.beneath import RootfsReader, open_beneath
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +87,12 @@ def read_elf_in(rootfs: Path, path: str) -> ElfInfo | None:
 class LibraryResolver:
     """Find DT_NEEDED libraries in an image the way its dynamic loader would."""
 
-    def __init__(self, tree: FileTree, rootfs: Path, env: list[str]):
-        self._tree = tree
-        self._rootfs = rootfs
+    def __init__(self, files: RootfsReader, env: list[str]):
+        self._tree = files.tree
+        self._rootfs = files.root
         library_path = next((e[16:] for e in env if e.startswith("LD_LIBRARY_PATH=")), "")
         self._env_dirs = [d for d in library_path.split(":") if d]
-        self._conf_dirs = _ld_so_conf_dirs(tree, rootfs, "/etc/ld.so.conf", depth=0)
+        self._conf_dirs = _ld_so_conf_dirs(files, "/etc/ld.so.conf", depth=0)
         self._compatible: dict[str, bool] = {}
 
     def default_dirs(self, info: ElfInfo) -> list[str]:
@@ -134,15 +133,12 @@ class LibraryResolver:
         return path if self._compatible[resolved] else None
 
 
-def _ld_so_conf_dirs(tree: FileTree, rootfs: Path, conf: str, *, depth: int) -> list[str]:
+def _ld_so_conf_dirs(files: RootfsReader, conf: str, *, depth: int) -> list[str]:
     """Read the library directories of an ld.so.conf in the image, following its includes."""
     if depth > 8:
         return []
-    try:
-        with open_beneath(rootfs, conf) as stream:
-            text = stream.read(1 << 20).decode("utf-8", "replace")
-    except OSError:
-        return []
+    text = files.read_text(conf)
+    tree = files.tree
     dirs: list[str] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
@@ -157,7 +153,7 @@ def _ld_so_conf_dirs(tree: FileTree, rootfs: Path, conf: str, *, depth: int) -> 
                 continue
             for child in tree.children(directory):
                 if fnmatch.fnmatch(posixpath.basename(child), posixpath.basename(pattern)):
-                    dirs += _ld_so_conf_dirs(tree, rootfs, child, depth=depth + 1)
+                    dirs += _ld_so_conf_dirs(files, child, depth=depth + 1)
         else:
             dirs.append(line)
     return dirs

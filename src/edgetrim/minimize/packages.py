@@ -104,8 +104,20 @@ def rewrite_database(closure: ClosureBuilder, packages: list[Package]) -> dict[s
         paragraphs.append(paragraph)
     replacements[DPKG_STATUS] = ("\n\n".join(paragraphs) + "\n").encode()
     for package in kept:
+        _keep_listed_paths(closure, package)
         replacements.update(_rewrite_info(closure, package))
     return {path: data for path, data in replacements.items() if path in closure.keep}
+
+
+def _keep_listed_paths(closure: ClosureBuilder, package: Package) -> None:
+    """Keep the directory symlinks that the package's listed paths of kept files go through.
+
+    dpkg lists /sbin/getcap while the run found /usr/sbin/getcap. Without the /sbin link a
+    scanner that reads the .list finds none of the package's files.
+    """
+    for path in package.kept:
+        for link in closure.tree.resolve(path, follow_last=False).symlinks:
+            closure.add_path(link, f"directory symlink in paths that {package.name} lists")
 
 
 def _rewrite_info(closure: ClosureBuilder, package: Package) -> dict[str, bytes]:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from edgetrim.analyze.result import AttackSurface
 from edgetrim.errors import ContainerRunError, InvalidOptionError, VerificationError
+from edgetrim.fs.beneath import RootfsReader
 from edgetrim.fs.tree import FileTree
-from edgetrim.fs.unpack import unpack
+from edgetrim.fs.unpack import remove_tree, unpack
 from edgetrim.image.model import Image
 from edgetrim.minimize.build import build_minimized_image
 from edgetrim.minimize.closure import ClosureBuilder, KeepSet
@@ -22,6 +23,7 @@ from edgetrim.trace.bundle import check_entrypoint, process_spec, write_bundle
 from edgetrim.trace.probes import ProbeAnswer
 from edgetrim.trace.runner import RunResult, ServiceProbes, run_bundle
 from edgetrim.trace.strace_log import TraceSummary
+from edgetrim.trace.views import RunViews, check_overlay
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +89,36 @@ def image_stats(image: Image, tree: FileTree) -> ImageStats:
 
 
 class _Runner:
-    """Unpack an image once, then run it once per planned run, traced or not."""
+    """Unpack an image once into a snapshot, then run it once per planned run, traced or not.
+
+    No run writes to the snapshot or finds what another run wrote, because each run gets a
+    fresh view of it (see :mod:`edgetrim.trace.views`). The snapshot therefore stays as the
+    image has it, and ``files`` reads it for the closure, the package database and the user
+    lookup.
+    """
 
     def __init__(
-        self, image: Image, tree: FileTree, work: Path, options: MinimizeOptions, source: str
+        self,
+        image: Image,
+        tree: FileTree,
+        work: Path,
+        options: MinimizeOptions,
+        source: str,
+        *,
+        overlay_options: tuple[str, ...] | None,
     ):
         self.image, self.tree, self.options, self.source = image, tree, options, source
-        self.bundle = work / "bundle"
-        self.rootfs = self.bundle / "rootfs"
-        log.info("unpacking %s into %s", source, self.rootfs)
-        unpack(image, tree, self.rootfs)
-        self.spec = process_spec(image.config, self.rootfs, source=source)
+        self.snapshot = work / "rootfs"
+        log.info("unpacking %s into %s", source, self.snapshot)
+        unpack(image, tree, self.snapshot)
+        self.files = RootfsReader(tree, self.snapshot)
+        self.spec = process_spec(image.config, self.files, source=source)
         self.entrypoint = check_entrypoint(self.spec, tree, source=source)
+        self._views = RunViews(self.snapshot, work, self._fresh_copy, overlay_options)
+
+    def _fresh_copy(self, dest: Path) -> None:
+        log.info("unpacking a fresh copy of %s into %s", self.source, dest)
+        unpack(self.image, self.tree, dest)
 
     def run_all(self, *, trace: bool) -> tuple[list[ProbeAnswer], TraceSummary]:
         answers: list[ProbeAnswer] = []
@@ -118,17 +138,22 @@ class _Runner:
         return answers, traced
 
     def _run(self, args: list[str] | None, probes: ServiceProbes, *, trace: bool) -> RunResult:
-        spec = process_spec(self.image.config, self.rootfs, source=self.source, args=args)
+        spec = process_spec(self.image.config, self.files, source=self.source, args=args)
         check_entrypoint(spec, self.tree, source=self.source)
-        write_bundle(self.bundle, spec)
-        log.info("running %s%s", self.source, " under strace" if trace else "")
-        result = run_bundle(
-            self.bundle,
-            probes=probes,
-            timeout=self.options.timeout,
-            trace=trace,
-            stop_signal=self.image.config.container.get("StopSignal") or "SIGTERM",
-        )
+        view = self._views.prepare()
+        try:
+            write_bundle(view.bundle, spec)
+            log.info("running %s%s", self.source, " under strace" if trace else "")
+            result = run_bundle(
+                view.bundle,
+                probes=probes,
+                timeout=self.options.timeout,
+                trace=trace,
+                stop_signal=self.image.config.container.get("StopSignal") or "SIGTERM",
+                overlay=view.overlay,
+            )
+        finally:
+            _remove_run_folder(view.directory)
         _check_started(result, self.source)
         return result
 
@@ -141,11 +166,15 @@ def minimize(
     Raises VerificationError when the minimized image responds to the probes differently.
     """
     started = time.monotonic()
+    work_dir = work_dir.absolute()
+    overlay_options = _overlay_options(work_dir) if options.runs() else None
     tree = FileTree.from_image(image)
-    original = _Runner(image, tree, work_dir / "original", options, source)
+    original = _Runner(
+        image, tree, work_dir / "original", options, source, overlay_options=overlay_options
+    )
     answers, traced = original.run_all(trace=options.keep_list is None)
     _check_expected_status(options.service, answers, source)
-    closure = ClosureBuilder(tree, original.rootfs, original.spec.env)
+    closure = ClosureBuilder(original.files, original.spec.env)
     if options.keep_list is None:
         log.info(
             "the traced runs touched %d paths in %d processes", len(traced.paths), traced.processes
@@ -166,21 +195,25 @@ def minimize(
 
     total = sum(1 for entry in tree.entries() if not entry.is_dir)
     kept = sum(1 for entry in tree.entries() if entry.path in keep and not entry.is_dir)
+    log.info("writing the minimized layer with %d of %d files", kept, total)
     minimized = build_minimized_image(
         image, tree, keep.paths(), work_dir, kept_summary=f"kept {kept} of {total} files",
-        replacements=replacements,
+        replacements=replacements, content_root=original.snapshot,
     )  # fmt: skip
     minimized_tree = FileTree.from_image(minimized)
     passwd = closure.read_text("/etc/passwd").encode()
     user = image.config.user
-    surface_before = tree_surface(tree, original.rootfs, user, passwd)
-    surface_after = tree_surface(minimized_tree, original.rootfs, user, passwd)
+    surface_before = tree_surface(tree, original.snapshot, user, passwd)
+    surface_after = tree_surface(minimized_tree, original.snapshot, user, passwd)
+    log.info("removing %s", original.snapshot)
+    remove_tree(original.snapshot)
     verified = False
     if options.verify and options.runs():
         try:
             rerun = _Runner(
-                minimized, minimized_tree, work_dir / "minimized", options, "minimized image"
-            )
+                minimized, minimized_tree, work_dir / "minimized", options, "minimized image",
+                overlay_options=overlay_options,
+            )  # fmt: skip
             minimized_answers, _ = rerun.run_all(trace=False)
         except ContainerRunError as exc:
             raise VerificationError(
@@ -201,6 +234,28 @@ def minimize(
         surface_after=surface_after,
         seconds=time.monotonic() - started,
     )
+
+
+def _remove_run_folder(folder: Path) -> None:
+    """Remove a run's folder; a failure is logged, so that it hides no error of the run."""
+    try:
+        remove_tree(folder)
+    except OSError as exc:
+        log.warning("could not remove %s (%s), which stays in the work folder", folder, exc)
+
+
+def _overlay_options(work_dir: Path) -> tuple[str, ...] | None:
+    """Check once whether runs can get overlayfs views in ``work_dir``; None if they cannot."""
+    try:
+        return check_overlay(work_dir)
+    except OSError as exc:
+        log.warning(
+            "overlayfs cannot be mounted in %s (%s); each run gets a fresh unpack of the "
+            "image instead, which is slower",
+            work_dir,
+            exc,
+        )
+        return None
 
 
 # runc prints this when it could not start the process (exec format error, missing

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetrim.errors import ContainerRunError
-from edgetrim.fs.beneath import open_beneath
+from edgetrim.image.model import ImageConfig
 
 if TYPE_CHECKING:
+    from edgetrim.fs.beneath import RootfsReader
     from edgetrim.fs.tree import FileTree
-from edgetrim.image.model import ImageConfig
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Docker's default capability set, so the traced run can do what `docker run` allows.
@@ -42,11 +42,12 @@ class ProcessSpec:
 
 
 def process_spec(
-    config: ImageConfig, rootfs: Path, *, source: str, args: list[str] | None = None
+    config: ImageConfig, files: RootfsReader, *, source: str, args: list[str] | None = None
 ) -> ProcessSpec:
     """Derive the process from the image config as ``docker run`` does.
 
     ``args`` replaces the image's cmd, as arguments after the image name in ``docker run`` do.
+    The user is looked up in the image's /etc/passwd and /etc/group, read through ``files``.
     """
     argv = config.entrypoint + (args if args is not None else config.cmd)
     if not argv:
@@ -57,7 +58,7 @@ def process_spec(
     env = config.env or [f"PATH={DEFAULT_PATH}"]
     if not any(item.startswith("PATH=") for item in env):
         env = [f"PATH={DEFAULT_PATH}", *env]
-    uid, gid, groups, home = resolve_user(config.user, rootfs, source=source)
+    uid, gid, groups, home = resolve_user(config.user, files, source=source)
     if not any(item.startswith("HOME=") for item in env):
         env = [*env, f"HOME={home}"]
     return ProcessSpec(argv, env, config.working_dir or "/", uid, gid, groups)
@@ -88,11 +89,15 @@ def check_entrypoint(spec: ProcessSpec, tree: FileTree, *, source: str) -> str:
     )
 
 
-def resolve_user(user: str, rootfs: Path, *, source: str) -> tuple[int, int, list[int], str]:
-    """Turn the config's ``user[:group]`` into uid, gid, supplementary gids and home directory."""
+def resolve_user(user: str, files: RootfsReader, *, source: str) -> tuple[int, int, list[int], str]:
+    """Turn the config's ``user[:group]`` into uid, gid, supplementary gids and home directory.
+
+    /etc/passwd and /etc/group may be symlinks, which are followed inside the image as the
+    container engine follows them.
+    """
     name, _, group = (user or "0").partition(":")
-    passwd = _read_table(rootfs, "/etc/passwd")
-    groups = _read_table(rootfs, "/etc/group")
+    passwd = _read_table(files, "/etc/passwd")
+    groups = _read_table(files, "/etc/group")
     home = "/"
     if name.isdigit():
         uid = int(name)
@@ -129,12 +134,8 @@ def _group_id(group: str, groups: list[list[str]], *, source: str) -> int:
     return int(row[2])
 
 
-def _read_table(rootfs: Path, path: str) -> list[list[str]]:
-    try:
-        with open_beneath(rootfs, path) as stream:
-            text = stream.read(4 << 20).decode("utf-8", "replace")
-    except OSError:
-        return []
+def _read_table(files: RootfsReader, path: str) -> list[list[str]]:
+    text = files.read_text(path, limit=4 << 20)
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -23,6 +24,7 @@ from edgetrim.trace.probes import (
     send_http_probe,
     wait_for_port,
 )
+from edgetrim.trace.views import MOUNT_FAILURE, Overlay
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,13 @@ class _Run:
         self.trace_files: list[Path] = []
         self.stdout_path = bundle.parent / f"{self.id}.out"
         self.stderr_path = bundle.parent / f"{self.id}.err"
+        self._probe_outputs = 0
+
+    def probe_output(self) -> tuple[Path, Path]:
+        """Return new files for the stdout and stderr of one exec or host probe."""
+        self._probe_outputs += 1
+        stem = self.bundle.parent / f"{self.id}.probe-{self._probe_outputs}"
+        return stem.with_suffix(".out"), stem.with_suffix(".err")
 
     def traced(self, command: list[str]) -> list[str]:
         if not self.trace:
@@ -108,8 +117,13 @@ class _Run:
         return total
 
     def stderr_tail(self) -> str:
-        lines = self.stderr_path.read_bytes().decode("utf-8", "replace").strip().splitlines()
-        return f" (its last line of stderr: {lines[-1].strip()})" if lines else ""
+        line = _last_line(self.stderr_path)
+        return f" (its last line of stderr: {line.strip()})" if line else ""
+
+    def mount_failed(self) -> bool:
+        """Tell whether the overlay mount before `runc run` failed; its message comes first."""
+        with open(self.stderr_path, "rb") as stream:
+            return MOUNT_FAILURE.encode() in stream.read(65536)
 
 
 def run_bundle(
@@ -119,12 +133,14 @@ def run_bundle(
     timeout: float,
     trace: bool,
     stop_signal: str = "SIGTERM",
+    overlay: Overlay | None = None,
 ) -> RunResult:
     """Run the bundle once and return what the probes and the process produced.
 
     With service probes the process is a service: it is stopped after the last probe and the
     probe duration. Without them it is a job that runs to completion; its exit code and stdout
-    are the result.
+    are the result. With ``overlay``, ``bundle/rootfs`` is an empty mount point, and the
+    overlay is mounted there in a mount namespace that only this run uses.
     """
     require_tools("runc", *(["strace"] if trace else []))
     for port in probes.ports:
@@ -137,8 +153,12 @@ def run_bundle(
     started = time.monotonic()
     deadline = started + timeout
     command = run.traced(run.runc("run", "--bundle", str(bundle), run.id))
+    if overlay is not None:
+        command = overlay.mount_command(bundle / "rootfs", cwd=bundle) + command
     with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        process = subprocess.Popen(
+            command, cwd=bundle, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         try:
             answers = _probe(run, process, probes, deadline) if probes else []
             exit_code = _finish(run, process, probes, deadline, stop_signal)
@@ -146,6 +166,11 @@ def run_bundle(
             raise ContainerRunError(f"{exc}{run.stderr_tail()}") from exc
         finally:
             _force_stop(run, process)
+    if overlay is not None and run.mount_failed():
+        raise ContainerRunError(
+            f"could not mount the overlay root filesystem of the run{run.stderr_tail()}; "
+            "use a --work-dir on a local filesystem such as ext4, xfs or tmpfs"
+        )
     stdout = bounded_output(run.stdout_path)
     if not probes:
         answers = [ProbeAnswer("command", exit_code if exit_code is not None else -1, stdout)]
@@ -168,7 +193,7 @@ def _probe(
     answers += [ProbeAnswer(str(probe), 0, b"") for probe in probes.tcp]
     answers += [send_http_probe(probe, deadline) for probe in probes.http]
     answers += [_exec(run, probe, deadline) for probe in probes.exec]
-    answers += [_host(probe, deadline) for probe in probes.host]
+    answers += [_host(run, probe, deadline) for probe in probes.host]
     if probes.duration:
         time.sleep(min(probes.duration, max(deadline - time.monotonic(), 0)))
     if process.poll() is not None:
@@ -178,25 +203,41 @@ def _probe(
 
 def _exec(run: _Run, probe: ExecProbe, deadline: float) -> ProbeAnswer:
     command = run.traced(run.runc("exec", run.id, *probe.argv))
-    try:
-        result = subprocess.run(
-            command, capture_output=True, timeout=max(deadline - time.monotonic(), 1.0)
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ContainerRunError(f"{probe} did not finish within the timeout") from exc
-    return ProbeAnswer(str(probe), result.returncode, result.stdout)
+    return _command_answer(run, str(probe), command, deadline)
 
 
-def _host(probe: HostProbe, deadline: float) -> ProbeAnswer:
-    try:
-        result = subprocess.run(
-            ["sh", "-c", probe.command],
-            capture_output=True,
-            timeout=max(deadline - time.monotonic(), 1.0),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ContainerRunError(f"{probe} did not finish within the timeout") from exc
-    return ProbeAnswer(str(probe), result.returncode, result.stdout)
+def _host(run: _Run, probe: HostProbe, deadline: float) -> ProbeAnswer:
+    return _command_answer(run, str(probe), ["sh", "-c", probe.command], deadline)
+
+
+def _command_answer(run: _Run, probe: str, command: list[str], deadline: float) -> ProbeAnswer:
+    """Run a probe's command with its output in files, and return its exit code and stdout.
+
+    The output goes to files, not pipes, so that a command printing without end costs disk
+    space up to the timeout but never memory, and :func:`bounded_output` caps what is kept.
+    """
+    stdout_path, stderr_path = run.probe_output()
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        try:
+            returncode = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                timeout=max(deadline - time.monotonic(), 1.0),
+            ).returncode
+        except subprocess.TimeoutExpired as exc:
+            raise ContainerRunError(f"{probe} did not finish within the timeout") from exc
+    if returncode != 0:
+        log.debug("%s exited with %d: %s", probe, returncode, _last_line(stderr_path))
+    return ProbeAnswer(probe, returncode, bounded_output(stdout_path))
+
+
+def _last_line(path: Path) -> str:
+    with open(path, "rb") as stream:
+        stream.seek(max(os.fstat(stream.fileno()).st_size - 4096, 0))
+        lines = stream.read().decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _finish(

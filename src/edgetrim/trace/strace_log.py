@@ -5,6 +5,13 @@ strace follows runc itself, which works on host paths until the container's init
 Only that process after that call, and every process it starts, counts. With
 ``-y`` strace prints the path of each file descriptor, including ``AT_FDCWD`` (the working
 directory) and returned descriptors, so relative names and symlinked paths resolve exactly.
+
+A descriptor whose file was unlinked is printed by strace 6.1 as ``3</srv/data>(deleted)``,
+with the marker after the bracket and the path it had inside. A file whose name ends in
+`` (deleted)`` is printed as ``3</srv/report (deleted)>``, so such a name is a path like any
+other. Only a deleted working directory shows inside the brackets, as
+``AT_FDCWD</srv/gone (deleted)>``; it is taken as it is printed, because names looked up in
+a deleted directory exist neither there nor in the image.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>\s?(.*)$")
 _CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(.*)$", re.DOTALL)
 _STRING = r'"((?:[^"\\]|\\.)*)"'
 _FD_PATH = r"<((?:[^>\\]|\\.)*)>"
+_DELETED = r"(?:\(deleted\))?"
 # A dirfd with its path followed by a name relative to it, or a plain quoted name.
-_OPERAND = re.compile(rf"(?:\b(?:\d+|AT_FDCWD){_FD_PATH},\s*{_STRING})|{_STRING}")
+_OPERAND = re.compile(rf"(?:\b(?:\d+|AT_FDCWD){_FD_PATH}{_DELETED},\s*{_STRING})|{_STRING}")
 _RETURNED_FD = re.compile(rf"^\d+{_FD_PATH}")
 _FD_ARG = re.compile(rf"^\d+{_FD_PATH}")
 _TRANSLATED_PID = re.compile(r"^\d+ /\* (\d+) in strace's PID NS \*/")
@@ -228,7 +236,7 @@ def _paths_of_call(name: str, args: str, result: str, process: _Process) -> list
 
 
 def _kept(path: str, host_prefixes: tuple[str, ...]) -> bool:
-    if not path.startswith("/") or path.endswith(" (deleted)"):
+    if not path.startswith("/"):
         return False
     for tree in (*_IGNORED_TREES, *host_prefixes):
         if path == tree or path.startswith(tree.rstrip("/") + "/"):
