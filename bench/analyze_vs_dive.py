@@ -10,9 +10,14 @@ archive, N times each, in turn:
     floor     python3 -c ... ARCHIVE                  read and sha256 every byte once, 1 MiB reads
     edgetrim  edgetrim analyze --json docker-archive:ARCHIVE
     dive      dive --ci --source docker-archive ARCHIVE
-and prints a Markdown table of median wall seconds, CPU seconds and peak memory per command.
-It then prints the median of the paired ratios edgetrim / dive, run i against run i, which moves
-less than a ratio of medians when the machine's speed drifts during the runs.
+after one warm-up run of each, and prints a Markdown table of median wall seconds, CPU seconds
+and peak memory per command. It then prints the median of the paired ratios edgetrim / dive,
+run i against run i, which moves less than a ratio of medians when the machine's speed drifts
+during the runs.
+
+The "other load" column is the median CPU time that other processes used during a run, in
+cores, from /proc/stat. edgetrim uses two threads and dive about one core, so load from other
+jobs slows edgetrim more than dive. Quote the ratios together with that column.
 """
 
 from __future__ import annotations
@@ -56,8 +61,20 @@ def save_example(name: str, work: Path) -> Path:
     return archive
 
 
-def measure(command: list[str]) -> tuple[float, float, int]:
-    """Run a command once; return wall seconds, CPU seconds and peak memory in KiB."""
+def busy_seconds() -> float:
+    """Return the CPU seconds all processes have used since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(command: list[str]) -> tuple[float, float, int, float]:
+    """Run a command once; return wall seconds, CPU seconds, peak memory in KiB and other load.
+
+    The other load is the CPU time that other processes used meanwhile, in cores.
+    """
+    busy = busy_seconds()
     start = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -65,7 +82,9 @@ def measure(command: list[str]) -> tuple[float, float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{' '.join(command)} exited with {code}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    cpu = usage.ru_utime + usage.ru_stime
+    other = max(0.0, (busy_seconds() - busy - cpu) / wall)
+    return wall, cpu, usage.ru_maxrss, other
 
 
 def main() -> None:
@@ -82,8 +101,16 @@ def main() -> None:
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="edgetrim-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     ratios: dict[str, tuple[float, float]] = {}
-    print("| image | archive | command | wall s (median) | CPU s (median) | peak RSS MiB |")
-    print("|---|---:|---|---:|---:|---:|")
+    dive_version = subprocess.run([dive, "--version"], capture_output=True, text=True).stdout
+    print(
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {dive_version.strip()}, "
+        f"{options.runs} runs after 1 warm-up\n"
+    )
+    print(
+        "| image | archive | command | wall s (median) | CPU s (median) | peak RSS MiB "
+        "| other load, cores (median) |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|")
     for name in EXAMPLES:
         archive = save_example(name, work)
         commands = {
@@ -91,7 +118,11 @@ def main() -> None:
             "edgetrim analyze --json": [edgetrim, "analyze", "--json", f"docker-archive:{archive}"],
             "dive --ci": [dive, "--ci", "--source", "docker-archive", str(archive)],
         }
-        results: dict[str, list[tuple[float, float, int]]] = {label: [] for label in commands}
+        results: dict[str, list[tuple[float, float, int, float]]] = {
+            label: [] for label in commands
+        }
+        for command in commands.values():
+            measure(command)  # warm-up: the page cache, compiled bytecode
         for _ in range(options.runs):
             for label, command in commands.items():
                 results[label].append(measure(command))
@@ -100,7 +131,11 @@ def main() -> None:
             wall = statistics.median(run[0] for run in runs)
             cpu = statistics.median(run[1] for run in runs)
             peak = max(run[2] for run in runs) / 1024
-            print(f"| {name} | {size:.0f} MB | {label} | {wall:.2f} | {cpu:.2f} | {peak:.0f} |")
+            other = statistics.median(run[3] for run in runs)
+            print(
+                f"| {name} | {size:.0f} MB | {label} | {wall:.2f} | {cpu:.2f} | {peak:.0f} "
+                f"| {other:.2f} |"
+            )
         pairs = list(zip(results["edgetrim analyze --json"], results["dive --ci"], strict=True))
         wall_ratio = statistics.median(ours[0] / theirs[0] for ours, theirs in pairs)
         cpu_ratio = statistics.median(ours[1] / theirs[1] for ours, theirs in pairs)

@@ -18,6 +18,8 @@ import pytest
 from edgetrim.analyze.report_html import COLORS
 from edgetrim.analyze.report_json import load_schema
 from tests.conftest import IN_CI
+from tests.fs.layers import build_tar, directory, reg, symlink
+from tests.hostile.archives import docker_archive, tar_layer
 
 
 def edgetrim(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,6 +51,9 @@ def test_tables(dive_ref):
         assert heading in result.stdout
     assert "0.9528" in result.stdout
     assert "/bin/sh -c chmod +x /root/saved.txt" in result.stdout
+    # docker save writes plain tars, which the report must not call compressed.
+    assert "layer blobs as stored (uncompressed)" in result.stdout
+    assert "compressed layers" not in result.stdout
 
 
 def test_json_follows_schema(dive_ref, whiteout_ref):
@@ -65,6 +70,28 @@ def test_json_follows_schema(dive_ref, whiteout_ref):
     assert document["policy"]["failed"] == 0
     assert len(document["policy"]["outcomes"]) == 2
     assert document["device_set"]["unique_layers"] == 17  # 14 + 3 layers, no chain ID shared
+    for layer in first["layers"]:
+        assert layer["compressed"] is False
+        assert layer["blob_bytes"] == layer["uncompressed_bytes"]
+        assert layer["compressed_bytes"] == layer["blob_bytes"]
+    assert first["sizes"]["blob_bytes"] == sum(layer["blob_bytes"] for layer in first["layers"])
+    assert first["sizes"]["compressed_bytes"] == first["sizes"]["blob_bytes"]
+
+
+def test_analyze_imports_no_registry_or_engine_client(whiteout_ref):
+    # Importing httpx and the Docker SDK takes a large part of a short analysis, and reading a
+    # docker archive needs neither.
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgetrim", "analyze", "--json", whiteout_ref],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    for module in ("docker", "httpx", "requests", "rich", "edgetrim.minimize.pipeline"):
+        assert module not in imported
+    assert "edgetrim.analyze.analysis" in imported
 
 
 def test_json_of_one_image_has_no_device_set(whiteout_ref):
@@ -109,6 +136,20 @@ def test_bad_rules_exit_2(dive_ref, args, needle):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert needle in result.stderr
+
+
+def test_opaque_marker_in_symlink_exit_2(tmp_path):
+    # minimize rejects this layer as unsafe, so analyze must not report on it either.
+    lower = build_tar(directory("usr/lib"), reg("usr/lib/x", b"x"), symlink("lib", "usr/lib"))
+    upper = build_tar(reg("lib/.wh..wh..opq", b""))
+    archive = docker_archive(tmp_path / "image.tar", [tar_layer(lower), tar_layer(upper)])
+    result = edgetrim("analyze", "--json", f"docker-archive:{archive}")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "opaque marker /lib/.wh..wh..opq lies under the symlink /lib -> usr/lib" in (
+        result.stderr
+    )
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_missing_image_exit_2(tmp_path):

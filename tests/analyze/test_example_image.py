@@ -28,8 +28,18 @@ def test_layers_have_history(batch_job):
     steps = [layer.created_by for layer in batch_job.layers]
     assert any("apt-get install -y gcc libc6-dev zlib1g-dev" in step for step in steps)
     assert any("gcc -O2" in step for step in steps)
-    assert all(layer.compressed_bytes > 0 for layer in batch_job.layers)
+    assert all(layer.blob_bytes > 0 for layer in batch_job.layers)
     assert sum(layer.content_bytes for layer in batch_job.layers) == batch_job.waste.stored_bytes
+
+
+def test_docker_save_layers_are_not_compressed(batch_job):
+    # The engine exports plain tars, so each blob is its layer tar, and the text report must
+    # not call it compressed.
+    for layer in batch_job.layers:
+        assert layer.compressed is False
+        assert layer.blob_bytes == layer.uncompressed_bytes
+        assert layer.digest == layer.diff_id
+    assert batch_job.blob_bytes == batch_job.uncompressed_bytes
 
 
 def test_toolchain_packages(batch_job):

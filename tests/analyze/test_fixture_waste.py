@@ -122,7 +122,8 @@ def test_kaniko_build_of_same_steps_agrees(fixtures_dir):
         kaniko = analyze_image(image)
     size = kaniko.layers[1].content_bytes
     assert size == 9249
-    assert kaniko.compressed_bytes < kaniko.uncompressed_bytes
+    assert kaniko.blob_bytes < kaniko.uncompressed_bytes
+    assert all(layer.compressed for layer in kaniko.layers)
     assert kaniko.waste.overwritten_bytes == 2 * size
     assert kaniko.waste.deleted_bytes == 3 * size
     assert kaniko.waste.duplicate_bytes == 4 * size

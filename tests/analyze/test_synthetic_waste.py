@@ -18,6 +18,7 @@ from tests.analyze.synthetic import (
     layer_tar,
     make_image,
     opaque,
+    symlink,
     whiteout,
 )
 
@@ -101,6 +102,44 @@ def test_directory_replaced_by_file_hides_its_content():
     assert hidden(result, Category.OVERWRITTEN) == [("/d/x", 0, 1)]
 
 
+def rejection(tars: list[bytes]) -> tuple[str, str]:
+    """Return the messages with which FileTree and the analysis reject the same layers."""
+    with pytest.raises(UnsafeLayerError) as by_tree:
+        FileTree.from_image(make_image(*tars))
+    with pytest.raises(UnsafeLayerError) as by_analysis:
+        analyze_image(make_image(*tars))
+    return str(by_tree.value), str(by_analysis.value)
+
+
+def test_opaque_marker_in_symlinked_directory_rejected():
+    # Unpacking the marker would clear /usr/lib, where the symlink /lib points.
+    lower = layer_tar(directory("usr/lib"), file("usr/lib/x", b"x"), symlink("lib", "usr/lib"))
+    tree_message, message = rejection([lower, layer_tar(opaque("lib"))])
+    assert message == tree_message
+    assert "opaque marker /lib/.wh..wh..opq lies under the symlink /lib -> usr/lib" in message
+
+
+def test_opaque_marker_under_symlinked_directory_rejected():
+    lower = layer_tar(directory("usr/lib/d"), symlink("lib", "usr/lib"))
+    tree_message, message = rejection([lower, layer_tar(opaque("lib/d"))])
+    assert message == tree_message
+    assert "lies under the symlink /lib -> usr/lib" in message
+
+
+def test_whiteout_and_hardlink_through_symlink_rejected():
+    lower = layer_tar(directory("usr/lib"), file("usr/lib/x", b"x"), symlink("lib", "usr/lib"))
+    for upper in (layer_tar(whiteout("lib/x")), layer_tar(hardlink("y", "lib/x"))):
+        tree_message, message = rejection([lower, upper])
+        assert message == tree_message
+        assert "lies under the symlink /lib -> usr/lib" in message
+
+
+def test_opaque_directory_made_a_file_rejected():
+    tree_message, message = rejection([layer_tar(opaque("d"), file("d", b"file"))])
+    assert message == tree_message
+    assert "/d has an opaque-directory marker but the layer makes it a file" in message
+
+
 def test_empty_image_has_efficiency_one():
     result = analyze_image(make_image())
     assert result.waste.stored_bytes == 0
@@ -140,20 +179,25 @@ def test_chain_ids_follow_the_oci_definition():
 # the FileTree that the rest of edgetrim uses.
 
 _NAMES = ["a", "b", "d/a", "d/b", "d/e/f"]
+# Symlinks to directories, so that later members may lie under them.
+_LINKS = {"l": "d", "d/m": "e", "d/e": "/d"}
 
 
 @st.composite
 def _layer(draw):
     members = []
-    for name in draw(st.lists(st.sampled_from(_NAMES), max_size=5)):
-        action = draw(st.sampled_from(["file", "file", "whiteout", "opaque"]))
+    for name in draw(st.lists(st.sampled_from(_NAMES + ["l/a", "d/m/f"]), max_size=5)):
+        action = draw(st.sampled_from(["file", "file", "whiteout", "opaque", "symlink"]))
         if action == "file":
             size = draw(st.integers(min_value=0, max_value=40))
             members.append(file(name, bytes([draw(st.integers(0, 2))]) * size))
         elif action == "whiteout":
             members.append(whiteout(name))
-        elif "/" in name:
+        elif action == "opaque" and "/" in name:
             members.append(opaque(name.rsplit("/", 1)[0]))
+        elif action == "symlink":
+            link = draw(st.sampled_from(sorted(_LINKS)))
+            members.append(symlink(link, _LINKS[link]))
     return members
 
 
@@ -163,10 +207,13 @@ def test_categories_partition_stored_bytes(layers):
     tars = [layer_tar(*members) for members in layers]
     try:
         tree = FileTree.from_image(make_image(*tars))
-    except UnsafeLayerError:
-        # A path under a regular file of the same layer: the analysis rejects it too.
-        with pytest.raises(UnsafeLayerError):
+    except UnsafeLayerError as exc:
+        # A path under a regular file or a symlink: the analysis rejects it with the same
+        # message, except that the analysis says "lies under" for a non-directory.
+        with pytest.raises(UnsafeLayerError) as caught:
             analyze_image(make_image(*tars))
+        if "symlink" in str(exc):
+            assert str(caught.value) == str(exc)
         return
     result = analyze_image(make_image(*tars))
     waste = result.waste

@@ -32,6 +32,7 @@ from edgetrim.analyze.result import (
 from edgetrim.analyze.scan import ScanResult, scan_image
 from edgetrim.analyze.stack import Hidden, LayerStack, copies_in_use
 from edgetrim.analyze.surface import find_surface
+from edgetrim.fs.entry import FileType
 from edgetrim.image.digest import Digest
 from edgetrim.image.model import Image
 
@@ -106,7 +107,7 @@ def analyze_image(image: Image, *, source: str = "") -> ImageAnalysis:
         names=list(image.names),
         config_digest=str(image.config.digest),
         platform=str(image.config.platform),
-        compressed_bytes=sum(layer.size for layer in image.layers),
+        blob_bytes=sum(layer.size for layer in image.layers),
         uncompressed_bytes=sum(stats.tar_bytes for stats in scan.layers),
         final_entries=len(stack.entries),
         waste=waste,
@@ -141,19 +142,23 @@ def _read_packages(
 
     owner: dict[int, str] = {}
     reports: list[PackageReport] = []
+    entries = stack.entries
+    copy_of = stack.copy_of
     for package in installed.values():
         owned: set[int] = set()
         files = 0
         for listed in package.paths:
             path = stack.canonical(listed)
-            entry = stack.entries.get(path) if path else None
-            if entry is None or entry.is_dir:
+            if path is None:
+                continue
+            entry = entries.get(path)
+            if entry is None or entry.type is FileType.DIRECTORY:
                 continue
             # dpkg lists directories too; /bin is a symlink to a directory on merged-/usr.
-            if entry.is_symlink and stack.resolve_directory(entry.path) is not None:
+            if entry.type is FileType.SYMLINK and stack.resolve_directory(path) is not None:
                 continue
             files += 1
-            copy = stack.copy_of.get(entry.path)
+            copy = copy_of.get(path)
             if copy is not None:
                 owned.add(copy)
                 owner.setdefault(copy, package.name)
@@ -177,11 +182,15 @@ def _likely_unused(
 ) -> dict[int, str]:
     """Map each visible copy that every one of its paths marks as likely unused to its kind."""
     kinds: dict[int, str] = {}
+    classify = unused.classify
     for copy, paths in visible.items():
         package = owner.get(copy)
-        found = [unused.classify(path, package, languages) for path in paths]
-        if all(found):
-            kinds[copy] = found[0]  # type: ignore[assignment]
+        kind = classify(paths[0], package, languages)
+        if kind is None:
+            continue
+        # A hardlinked inode is likely unused only if every one of its paths is.
+        if all(classify(path, package, languages) for path in paths[1:]):
+            kinds[copy] = kind
     return kinds
 
 
@@ -234,18 +243,19 @@ def _copy_reports(
             kind = kinds[copy_id]
         else:
             category = Category.IN_USE
+        # Positional arguments, in the order of CopyReport's fields, are quicker to pass.
         reports.append(
             CopyReport(
-                path=stored.path,
-                layer=stored.layer,
-                size=stored.size,
-                digest=stored.digest,
-                category=category,
-                paths=visible.get(copy_id, []),
-                kind=kind,
-                hidden_in=stored.hidden_in,
-                package=owner.get(copy_id, ""),
-                elf_type=stored.elf_type,
+                stored.path,
+                stored.layer,
+                stored.size,
+                stored.digest,
+                category,
+                visible.get(copy_id, []),
+                kind,
+                stored.hidden_in,
+                owner.get(copy_id, ""),
+                stored.elf_type,
             )
         )
     return reports
@@ -284,7 +294,10 @@ def _layer_reports(
                 digest=str(layer.digest),
                 diff_id=str(layer.diff_id),
                 chain_id=chains[index],
-                compressed_bytes=layer.size,
+                blob_bytes=layer.size,
+                # Both digests were verified while the layer was read, and a blob is its
+                # uncompressed tar exactly when the two are equal.
+                compressed=layer.digest != layer.diff_id,
                 uncompressed_bytes=stats.tar_bytes,
                 content_bytes=stats.content_bytes,
                 entries=stats.entries,
@@ -301,19 +314,12 @@ def _layer_reports(
 
 def _final_files(stack: LayerStack) -> list[FinalFile]:
     files: list[FinalFile] = []
-    for path, copy in stack.copy_of.items():
-        entry = stack.entries[path]
-        stored = stack.copies[copy]
+    entries = stack.entries
+    copies = stack.copies
+    for path, copy in sorted(stack.copy_of.items()):
+        entry = entries[path]
+        stored = copies[copy]
         files.append(
-            FinalFile(
-                path=path,
-                size=stored.size,
-                digest=stored.digest,
-                mode=entry.mode,
-                uid=entry.uid,
-                gid=entry.gid,
-                copy=copy,
-            )
+            FinalFile(path, stored.size, stored.digest, entry.mode, entry.uid, entry.gid, copy)
         )
-    files.sort(key=lambda item: item.path)
     return files

@@ -33,7 +33,9 @@ METRICS: dict[str, tuple[str, Callable[[ImageAnalysis], float]]] = {
     "toolchain_bytes": (_BYTES, lambda a: a.waste.likely_unused_by_kind["toolchain"]),
     "stored_bytes": (_BYTES, lambda a: a.waste.stored_bytes),
     "final_bytes": (_BYTES, lambda a: a.waste.final_bytes),
-    "compressed_bytes": (_BYTES, lambda a: a.compressed_bytes),
+    "blob_bytes": (_BYTES, lambda a: a.blob_bytes),
+    # The first name of blob_bytes, which existing rules may use. Its blobs may be uncompressed.
+    "compressed_bytes": (_BYTES, lambda a: a.blob_bytes),
     "efficiency": (_NUMBER, lambda a: a.waste.efficiency),
     "layers": (_NUMBER, lambda a: len(a.layers)),
     "setuid_files": (_NUMBER, lambda a: len(a.surface.setuid)),

@@ -10,7 +10,7 @@ from html import escape
 
 from edgetrim import __version__
 from edgetrim.analyze.device import DeviceSet
-from edgetrim.analyze.report_text import format_bytes
+from edgetrim.analyze.report_text import blob_label, format_bytes
 from edgetrim.analyze.result import Category, ImageAnalysis
 from edgetrim.analyze.treemap import Box, build_tree, layout
 
@@ -69,7 +69,7 @@ def _image_section(analysis: ImageAnalysis) -> str:
     waste = analysis.waste
     stored = waste.stored_bytes
     table = (
-        f"<tr><td>compressed layers</td><td class=n>{format_bytes(analysis.compressed_bytes)}"
+        f"<tr><td>{blob_label(analysis)}</td><td class=n>{format_bytes(analysis.blob_bytes)}"
         "</td><td></td></tr>"
     )
     rows = [

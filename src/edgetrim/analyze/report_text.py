@@ -50,6 +50,18 @@ def render_image(console: Console, analysis: ImageAnalysis, *, top: int) -> None
         console.print(f"note: {note}")
 
 
+def blob_label(analysis: ImageAnalysis) -> str:
+    """Return the label of the layer blobs' stored size, saying whether they are compressed."""
+    compressed = sum(1 for layer in analysis.layers if layer.compressed)
+    if compressed == 0:
+        state = "uncompressed"
+    elif compressed == len(analysis.layers):
+        state = "compressed"
+    else:
+        state = f"{compressed} of {len(analysis.layers)} compressed"
+    return f"layer blobs as stored ({state})"
+
+
 def _summary(console: Console, analysis: ImageAnalysis) -> None:
     waste = analysis.waste
     stored = waste.stored_bytes
@@ -57,7 +69,7 @@ def _summary(console: Console, analysis: ImageAnalysis) -> None:
     table.add_column("what")
     table.add_column("bytes", justify="right")
     table.add_column("of stored", justify="right")
-    table.add_row("compressed layers", format_bytes(analysis.compressed_bytes), "")
+    table.add_row(blob_label(analysis), format_bytes(analysis.blob_bytes), "")
     table.add_row("uncompressed layer tars", format_bytes(analysis.uncompressed_bytes), "")
     table.add_row("stored file content", format_bytes(stored), _share(stored, stored))
     rows = [
@@ -85,7 +97,7 @@ def _summary(console: Console, analysis: ImageAnalysis) -> None:
 
 def _layers(console: Console, analysis: ImageAnalysis) -> None:
     table = Table(title="Layers", title_justify="left")
-    for name in ("#", "compressed", "uncompressed", "files", "content", "wasted"):
+    for name in ("#", "blob", "compressed", "uncompressed", "files", "content", "wasted"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     table.add_column("created by", overflow="ellipsis", no_wrap=True, max_width=48)
     for layer in analysis.layers:
@@ -93,7 +105,8 @@ def _layers(console: Console, analysis: ImageAnalysis) -> None:
         wasted = counts["overwritten"] + counts["deleted"] + counts["duplicate"]
         table.add_row(
             str(layer.index),
-            format_bytes(layer.compressed_bytes),
+            format_bytes(layer.blob_bytes),
+            "yes" if layer.compressed else "no",
             format_bytes(layer.uncompressed_bytes),
             f"{layer.files:,}",
             format_bytes(layer.content_bytes),

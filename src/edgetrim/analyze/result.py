@@ -50,7 +50,7 @@ class CopyReport:
     elf_type: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class FinalFile:
     """A path of the final filesystem with content, for comparing images of a device set."""
 
@@ -67,16 +67,19 @@ class FinalFile:
 class LayerReport:
     """One layer: its blob, its history entry, its sizes and where its content bytes went.
 
-    ``compressed_bytes`` is the stored blob (what a pull transfers); ``uncompressed_bytes``
-    the layer tar; ``content_bytes`` the regular-file content in it. ``bytes_by_category``
-    splits ``content_bytes`` by :class:`Category`.
+    ``blob_bytes`` is the size of the blob as the image stores it (what a pull transfers),
+    and ``compressed`` tells whether that blob is compressed: ``docker save`` stores layers
+    as plain tars. ``uncompressed_bytes`` is the size of the layer tar and ``content_bytes``
+    the regular-file content in it. ``bytes_by_category`` splits ``content_bytes`` by
+    :class:`Category`.
     """
 
     index: int
     digest: str
     diff_id: str
     chain_id: str
-    compressed_bytes: int
+    blob_bytes: int
+    compressed: bool
     uncompressed_bytes: int
     content_bytes: int
     entries: int
@@ -205,7 +208,7 @@ class ImageAnalysis:
     names: list[str]
     config_digest: str
     platform: str
-    compressed_bytes: int
+    blob_bytes: int
     uncompressed_bytes: int
     final_entries: int
     waste: WasteSummary
@@ -233,7 +236,9 @@ def image_to_json(analysis: ImageAnalysis, *, top: int) -> dict[str, Any]:
         "config_digest": analysis.config_digest,
         "platform": analysis.platform,
         "sizes": {
-            "compressed_bytes": analysis.compressed_bytes,
+            "blob_bytes": analysis.blob_bytes,
+            # The first name of blob_bytes, for readers of version 1. Not always compressed.
+            "compressed_bytes": analysis.blob_bytes,
             "uncompressed_bytes": analysis.uncompressed_bytes,
             "stored_bytes": waste.stored_bytes,
             "final_bytes": waste.final_bytes,
@@ -273,7 +278,9 @@ def _layer_json(layer: LayerReport) -> dict[str, Any]:
         "digest": layer.digest,
         "diff_id": layer.diff_id,
         "chain_id": layer.chain_id,
-        "compressed_bytes": layer.compressed_bytes,
+        "blob_bytes": layer.blob_bytes,
+        "compressed": layer.compressed,
+        "compressed_bytes": layer.blob_bytes,
         "uncompressed_bytes": layer.uncompressed_bytes,
         "content_bytes": layer.content_bytes,
         "entries": layer.entries,

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from edgetrim.analyze.stack import LayerChanges, LayerStack, StoredCopy
-from edgetrim.fs.safetar import LayerReader, PendingDigest, TarMember
+from edgetrim.fs.entry import FileType
+from edgetrim.fs.safetar import LayerReader, TarMember
 from edgetrim.image.model import Image, Layer
 
 log = logging.getLogger(__name__)
@@ -21,13 +22,11 @@ log = logging.getLogger(__name__)
 # Files whose content the package and attack-surface steps parse. They are small: the dpkg
 # status file of a large Debian image is about 1 MB and each info/*.list a few KB.
 _KEPT_FILES = re.compile(r"^(/var/lib/dpkg/status|/var/lib/dpkg/info/[^/]+\.list|/etc/passwd)$")
+# Every path that _KEPT_FILES matches starts with one of these, which is quicker to test.
+_KEPT_PREFIXES = ("/var/lib/dpkg/", "/etc/passwd")
 _ELF_MAGIC = b"\x7fELF"
 # The ELF header fields read here end with e_type at byte 18.
 _HEAD_SIZE = 18
-# Files at least this large may be hashed on the read-ahead thread when it is idle. Handing
-# over a smaller file costs about as much as hashing it. On the two example images (2 cores),
-# thresholds from 16 KiB to 1 MiB gave scan times within the noise of a shared machine.
-_HASH_LATER_SIZE = 64 << 10
 
 
 @dataclass
@@ -92,63 +91,53 @@ def scan_image(image: Image) -> ScanResult:
 
 def _scan_layer(layer: Layer, index: int, result: ScanResult) -> LayerStats:
     stats = LayerStats(index=index)
-    changes = LayerChanges(entries=[], copies={}, whiteouts=[], opaque_dirs=[])
-    pending: list[tuple[StoredCopy, PendingDigest]] = []
+    changes = LayerChanges(entries=[], copies=[], whiteouts=[], opaque_dirs=[])
+    entries = changes.entries
+    copies = changes.copies
+    directories = content_bytes = 0
     with layer.read_tar() as stream:
-        # The read-ahead thread reads the blob and verifies its digests while this one parses.
+        # A second thread reads the blob and verifies its digests while this thread parses
+        # and hashes the files. Handing the files of 8 MiB or more to the second thread as
+        # well was no quicker on the examples of bench/analyze_vs_dive.py (2 cores, shared
+        # with other jobs), and handing it every file of 1 MiB or more was slower.
         reader = LayerReader(stream, layer_index=index, layer_name=layer.label, read_ahead=True)
         for item in reader:
-            if not isinstance(item, TarMember):
-                stats.whiteouts += 1
-                target = changes.opaque_dirs if item.opaque else changes.whiteouts
-                target.append(item.path)
+            if type(item) is not TarMember:
+                target = changes.opaque_dirs if item.opaque else changes.whiteouts  # type: ignore[union-attr]
+                target.append(item.path)  # type: ignore[union-attr]
                 continue
             entry = item.entry
-            stats.entries += 1
-            if entry.is_dir:
-                stats.directories += 1
+            kind = entry.type
+            if kind is FileType.REGULAR:
+                copies.append(_read_file(item, index, result))
+                content_bytes += entry.size
             else:
-                stats.files += 1
-            if entry.is_regular:
-                copy_id = _read_file(item, index, result, pending)
-                changes.copies[len(changes.entries)] = copy_id
-                stats.content_bytes += entry.size
-            changes.entries.append(entry)
+                copies.append(None)
+                if kind is FileType.DIRECTORY:
+                    directories += 1
+            entries.append(entry)
         # The reader read the stream to its end, end-of-archive padding included.
         stats.tar_bytes = reader.bytes_read
-    # The iteration has ended, so the read-ahead thread has hashed every file handed to it.
-    for copy, digest in pending:
-        copy.digest = digest.result()
+    stats.entries = len(entries)
+    stats.directories = directories
+    stats.files = stats.entries - directories
+    stats.whiteouts = len(changes.whiteouts) + len(changes.opaque_dirs)
+    stats.content_bytes = content_bytes
     result.stack.apply(index, changes, layer.label)
     _drop_hidden_kept(result)
     return stats
 
 
-def _read_file(
-    item: TarMember, layer: int, result: ScanResult, pending: list[tuple[StoredCopy, PendingDigest]]
-) -> int:
-    """Hash a regular file, now or on the read-ahead thread; return its stored copy id.
-
-    A file hashed later has an empty digest until the layer has been read, and is added to
-    ``pending`` then.
-    """
+def _read_file(item: TarMember, layer: int, result: ScanResult) -> int:
+    """Hash a regular file and note its ELF type; return its stored copy id."""
     entry = item.entry
-    keep = _KEPT_FILES.match(entry.path) is not None
-    later: PendingDigest | None = None
-    if keep or entry.size < _HASH_LATER_SIZE:
-        sink = _ContentSink(keep)
-        digest = item.read_content(sink)  # type: ignore[arg-type]
-        head = sink.head
-    else:
-        later = item.hash_content(head_size=_HEAD_SIZE)
-        digest = ""
-        head = later.head
-    copy = StoredCopy(
-        layer=layer, path=entry.path, size=entry.size, digest=digest, elf_type=_elf_type(head)
+    path = entry.path
+    keep = path.startswith(_KEPT_PREFIXES) and _KEPT_FILES.match(path) is not None
+    sink = _ContentSink(keep)
+    digest = item.read_content(sink)  # type: ignore[arg-type]
+    copy_id = result.stack.add_copy(
+        StoredCopy(layer, path, entry.size, digest, _elf_type(sink.head))
     )
-    copy_id = result.stack.add_copy(copy)
-    if later is not None:
-        pending.append((copy, later))
     if keep:
         result.kept[copy_id] = b"".join(sink.parts)
     return copy_id

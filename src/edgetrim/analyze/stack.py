@@ -18,6 +18,12 @@ from dataclasses import dataclass
 
 from edgetrim.errors import UnsafeLayerError
 from edgetrim.fs.entry import FileEntry, FileType
+from edgetrim.fs.safetar import OPAQUE_MARKER
+from edgetrim.fs.tree import (
+    opaque_not_directory_error,
+    root_not_directory_error,
+    under_symlink_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +62,12 @@ class StoredCopy:
 class LayerChanges:
     """One layer's members in tar order: entries, whiteouts and opaque directories.
 
-    ``copies`` maps the index of a regular-file entry in ``entries`` to its stored copy id.
+    ``copies`` has one item per item of ``entries``: the stored copy id of a regular file's
+    content, and None for other entries.
     """
 
     entries: list[FileEntry]
-    copies: dict[int, int]
+    copies: list[int | None]
     whiteouts: list[str]
     opaque_dirs: list[str]
 
@@ -72,6 +79,19 @@ def parent_of(path: str) -> str:
 
 def _join(directory: str, name: str) -> str:
     return directory + name if directory == ROOT else f"{directory}/{name}"
+
+
+def _is_normal(path: str) -> bool:
+    """Tell whether ``path`` is absolute, without empty, ``.`` or ``..`` components."""
+    if path == ROOT:
+        return True
+    wrapped = path + "/"
+    return (
+        path.startswith("/")
+        and "//" not in wrapped
+        and "/./" not in wrapped
+        and "/../" not in wrapped
+    )
 
 
 def _ancestors(path: str) -> list[str]:
@@ -92,7 +112,7 @@ class LayerStack:
         self.copy_of: dict[str, int] = {}
         self.copies: list[StoredCopy] = []
         self._references: list[int] = []
-        self._dir_cache: dict[str, str | None] = {}
+        self._dir_cache: dict[str, tuple[str | None, int]] = {ROOT: (ROOT, 0)}
 
     def add_copy(self, copy: StoredCopy) -> int:
         """Register the content of a regular-file member and return its copy id."""
@@ -104,22 +124,27 @@ class LayerStack:
         """Apply one layer: opaque directories, then whiteouts, then entries in tar order.
 
         This is the order :meth:`edgetrim.fs.tree.FileTree.apply_layer` uses: a layer's
-        whiteouts delete only what lower layers wrote. Raises UnsafeLayerError for an entry
-        under a symlink or a non-directory and for a hardlink to a missing path.
+        whiteouts delete only what lower layers wrote. Raises UnsafeLayerError, with the
+        messages of FileTree, where FileTree raises it: for an entry, whiteout, opaque marker
+        or hardlink target under a symlink or a non-directory, an opaque marker in a symlink or
+        in a path that the layer makes a non-directory, and a hardlink to a missing path.
         """
-        self._dir_cache.clear()
+        self._dir_cache = {ROOT: (ROOT, 0)}
         for path in changes.opaque_dirs:
             self._clear_opaque(path, layer, layer_name)
         for path in changes.whiteouts:
-            self._check_parents(path, layer_name)
+            self._check_parents(path, layer_name, "whiteout of")
             if path in self.entries and path != ROOT:
                 self._remove(path, layer, Hidden.DELETED)
-        for position, entry in enumerate(changes.entries):
-            self._add(entry, changes.copies.get(position), layer, layer_name)
+        for entry, copy in zip(changes.entries, changes.copies, strict=True):
+            self._add(entry, copy, layer, layer_name)
         for path in changes.opaque_dirs:
-            if path not in self.entries:
+            found = self.entries.get(path)
+            if found is None:
                 self._ensure_parents(path, layer, layer_name)
                 self._insert(_directory(path, layer))
+            elif not found.is_dir:
+                raise opaque_not_directory_error(layer_name, path, found)
 
     # -- queries on the current filesystem -----------------------------------------------------
 
@@ -134,25 +159,62 @@ class LayerStack:
         lookup never leaves the image. Used to place the paths a package database lists,
         which may go through a symlinked directory such as ``/bin -> usr/bin``.
         """
-        if path in self._dir_cache:
-            return self._dir_cache[path]
-        resolved = self._resolve(path)
-        self._dir_cache[path] = resolved
-        return resolved
+        return self._lookup(path)[0]
 
     def canonical(self, path: str) -> str | None:
         """Return ``path`` with its parent directories resolved, or None if one is missing."""
         if path == ROOT:
             return ROOT
-        parent = self.resolve_directory(parent_of(path))
-        if parent is None:
+        parent, _, name = path.rpartition("/")
+        resolved = self._lookup(parent or ROOT)[0]
+        if resolved is None:
             return None
-        return _join(parent, path.rsplit("/", 1)[1])
+        return _join(resolved, name)
 
-    def _resolve(self, path: str) -> str | None:
-        pending = [part for part in path.split("/") if part not in ("", ".")][::-1]
-        current = ROOT
-        followed = 0
+    def _lookup(self, path: str) -> tuple[str | None, int]:
+        """Return what :meth:`resolve_directory` returns and the number of symlinks followed.
+
+        Lookups are cached until the next layer is applied. A normalized path continues the
+        cached lookup of its nearest ancestor, one component at a time, with the state that a
+        lookup from the root has there. So the paths of a package database share the lookups
+        of their parents.
+        """
+        cache = self._dir_cache
+        found = cache.get(path)
+        if found is not None:
+            return found
+        if not _is_normal(path):
+            found = cache[path] = self._walk(path.split("/"), ROOT, 0)
+            return found
+        below: list[tuple[str, str]] = []
+        current = path
+        while current not in cache:
+            parent, _, name = current.rpartition("/")
+            below.append((current, name))
+            current = parent or ROOT
+        resolved, followed = cache[current]
+        for prefix, name in reversed(below):
+            if resolved is not None:
+                candidate = _join(resolved, name)
+                entry = self.entries.get(candidate)
+                if entry is None:
+                    resolved = None
+                elif entry.type is FileType.DIRECTORY:
+                    resolved = candidate
+                elif entry.type is FileType.SYMLINK:
+                    resolved, followed = self._walk([name], resolved, followed)
+                else:
+                    resolved = None
+            cache[prefix] = (resolved, followed)
+        return resolved, followed
+
+    def _walk(self, parts: list[str], current: str, followed: int) -> tuple[str | None, int]:
+        """Look up the path components ``parts`` from the directory ``current``.
+
+        ``followed`` counts the symlinks followed before; more than :data:`MAX_SYMLINKS` in
+        all make the lookup fail, as ELOOP does in Linux.
+        """
+        pending = [part for part in parts if part not in ("", ".")][::-1]
         while pending:
             name = pending.pop()
             if name == "..":
@@ -161,27 +223,28 @@ class LayerStack:
             candidate = _join(current, name)
             entry = self.entries.get(candidate)
             if entry is None:
-                return None
+                return None, followed
             if entry.is_symlink:
                 followed += 1
                 if followed > MAX_SYMLINKS:
-                    return None
+                    return None, followed
                 if entry.link_target.startswith("/"):
                     current = ROOT
                 parts = [part for part in entry.link_target.split("/") if part not in ("", ".")]
                 pending.extend(reversed(parts))
                 continue
             if not entry.is_dir:
-                return None
+                return None, followed
             current = candidate
-        return current
+        return current, followed
 
     # -- changes -------------------------------------------------------------------------------
 
     def _add(self, entry: FileEntry, copy: int | None, layer: int, layer_name: str) -> None:
         if entry.path == ROOT:
-            if entry.is_dir:
-                self.entries[ROOT] = entry
+            if not entry.is_dir:
+                raise root_not_directory_error(layer_name, entry)
+            self.entries[ROOT] = entry
             return
         self._ensure_parents(entry.path, layer, layer_name)
         if entry.type is FileType.HARDLINK:
@@ -198,6 +261,7 @@ class LayerStack:
             self._references[copy] += 1
 
     def _link(self, entry: FileEntry, layer_name: str) -> tuple[FileEntry, int | None]:
+        self._check_parents(entry.link_target, layer_name, f"hardlink {entry.path} to")
         target = self.entries.get(entry.link_target)
         if target is None or target.is_dir or target.path == entry.path:
             raise UnsafeLayerError(
@@ -212,10 +276,14 @@ class LayerStack:
         return linked, copy
 
     def _clear_opaque(self, path: str, layer: int, layer_name: str) -> None:
-        self._check_parents(path, layer_name)
+        self._check_parents(path, layer_name, "opaque directory")
         entry = self.entries.get(path)
         if entry is None:
             return
+        if entry.is_symlink:
+            # Unpacking would clear the directory that the symlink points to.
+            marker = _join(path, OPAQUE_MARKER)
+            raise under_symlink_error(layer_name, "opaque marker", marker, entry)
         if entry.is_dir:
             for child in list(self.children.get(path, ())):
                 self._remove(child, layer, Hidden.DELETED)
@@ -247,17 +315,31 @@ class LayerStack:
         if entry.is_dir:
             self.children.setdefault(entry.path, set())
 
-    def _check_parents(self, path: str, layer_name: str) -> None:
+    def _check_parents(self, path: str, layer_name: str, description: str) -> None:
+        """Raise UnsafeLayerError if an existing ancestor of ``path`` is not a directory.
+
+        ``description`` names what is at ``path`` in the message, such as "entry".
+        """
+        parent = self.entries.get(parent_of(path))
+        if parent is not None and parent.type is FileType.DIRECTORY:
+            # Every ancestor of a path in the stack is a directory in the stack.
+            return
         for ancestor in _ancestors(path):
             entry = self.entries.get(ancestor)
-            if entry is not None and not entry.is_dir:
-                raise UnsafeLayerError(
-                    f"{layer_name}: {path} lies under {ancestor}, which is a "
-                    f"{entry.type.value}, not a directory; the layer is malformed or hostile"
-                )
+            if entry is None or entry.type is FileType.DIRECTORY:
+                continue
+            if entry.type is FileType.SYMLINK:
+                raise under_symlink_error(layer_name, description, path, entry)
+            raise UnsafeLayerError(
+                f"{layer_name}: {description} {path} lies under {ancestor}, which is a "
+                f"{entry.type.value}, not a directory; the layer is malformed or hostile"
+            )
 
     def _ensure_parents(self, path: str, layer: int, layer_name: str) -> None:
-        self._check_parents(path, layer_name)
+        parent = self.entries.get(parent_of(path))
+        if parent is not None and parent.type is FileType.DIRECTORY:
+            return
+        self._check_parents(path, layer_name, "entry")
         for ancestor in _ancestors(path):
             if ancestor not in self.entries:
                 self._insert(_directory(ancestor, layer))

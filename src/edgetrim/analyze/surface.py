@@ -36,7 +36,7 @@ def find_surface(stack: LayerStack, user: str, passwd: bytes | None) -> AttackSu
             return None
         return copy
 
-    return collect_surface(sorted(stack.final_paths()), copy_key, user, passwd)
+    return collect_surface(stack.final_paths(), copy_key, user, passwd)
 
 
 def collect_surface(
@@ -48,47 +48,52 @@ def collect_surface(
     """Collect the attack surface from (path, entry) pairs of a final filesystem.
 
     ``elf_copy`` returns a key that is the same for all paths of one stored copy (an inode)
-    when the path is an ELF executable, and None otherwise.
+    when the path is an ELF executable, and None otherwise. Every list in the result is
+    sorted by path, and an inode with several paths is listed under its first path.
     """
     shells: list[str] = []
     managers: list[str] = []
-    setuid: list[SurfaceFile] = []
-    setgid: list[SurfaceFile] = []
-    writable: list[SurfaceFile] = []
-    elf: list[SurfaceFile] = []
-    elf_copies: set[Hashable] = set()
+    setuid: list[FileEntry] = []
+    setgid: list[FileEntry] = []
+    writable: list[FileEntry] = []
+    elf: list[tuple[str, Hashable, FileEntry]] = []
     for path, entry in entries:
-        directory, _, name = path.rpartition("/")
-        if _BIN_DIR.search(directory) and not entry.is_dir:
-            if name in _SHELLS:
-                shells.append(path)
-            elif _PACKAGE_MANAGER.match(name):
-                managers.append(path)
-        if entry.is_dir:
+        kind = entry.type
+        if kind is FileType.DIRECTORY:
             if entry.mode & 0o002 and not entry.mode & 0o1000:
-                writable.append(_surface_file(entry))
+                writable.append(entry)
             continue
-        if entry.type not in (FileType.REGULAR, FileType.HARDLINK):
+        directory, _, name = path.rpartition("/")
+        # The name test comes first because it rules out most paths more quickly.
+        if (name in _SHELLS or _PACKAGE_MANAGER.match(name)) and _BIN_DIR.search(directory):
+            (shells if name in _SHELLS else managers).append(path)
+        if kind is not FileType.REGULAR and kind is not FileType.HARDLINK:
             continue
-        if entry.mode & 0o4000:
-            setuid.append(_surface_file(entry))
-        if entry.mode & 0o2000:
-            setgid.append(_surface_file(entry))
-        if not entry.mode & 0o111:
-            continue
-        copy = elf_copy(path, entry)
-        if copy is not None and copy not in elf_copies:
+        mode = entry.mode
+        if mode & 0o4000:
+            setuid.append(entry)
+        if mode & 0o2000:
+            setgid.append(entry)
+        if mode & 0o111:
+            copy = elf_copy(path, entry)
+            if copy is not None:
+                elf.append((path, copy, entry))
+    elf.sort(key=lambda item: item[0])
+    elf_copies: set[Hashable] = set()
+    elf_entries: list[FileEntry] = []
+    for _, copy, entry in elf:
+        if copy not in elf_copies:
             elf_copies.add(copy)
-            elf.append(_surface_file(entry))
+            elf_entries.append(entry)
     return AttackSurface(
         user=user,
         runs_as_root=runs_as_root(user, passwd),
-        shells=shells,
-        package_managers=managers,
-        setuid=setuid,
-        setgid=setgid,
-        world_writable_dirs=writable,
-        elf_executables=elf,
+        shells=sorted(shells),
+        package_managers=sorted(managers),
+        setuid=_surface_files(setuid),
+        setgid=_surface_files(setgid),
+        world_writable_dirs=_surface_files(writable),
+        elf_executables=[_surface_file(entry) for entry in elf_entries],
     )
 
 
@@ -108,6 +113,10 @@ def runs_as_root(user: str, passwd: bytes | None) -> bool | None:
         if len(fields) >= 3 and fields[0] == name:
             return fields[2] == "0"
     return None
+
+
+def _surface_files(entries: list[FileEntry]) -> list[SurfaceFile]:
+    return [_surface_file(entry) for entry in sorted(entries, key=lambda entry: entry.path)]
 
 
 def _surface_file(entry: FileEntry) -> SurfaceFile:

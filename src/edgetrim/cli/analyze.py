@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from edgetrim.analyze import analyze_device_set, analyze_image
 from edgetrim.analyze.policy import check, evaluate, load_rules, parse_rule
-from edgetrim.analyze.report_html import render_html
-from edgetrim.analyze.report_json import build_document
-from edgetrim.analyze.report_text import render_device_set, render_image, render_policy
 from edgetrim.errors import EdgetrimError
 from edgetrim.transports import open_image
 from edgetrim.transports.reference import check_output_path
@@ -79,18 +78,28 @@ def analyze_command(
         rules += load_rules(rules_path)
 
     analyses = []
-    for source in sources:
-        with open_image(source) as image:
-            analyses.append(analyze_image(image, source=source))
+    with _without_cyclic_gc():
+        for source in sources:
+            with open_image(source) as image:
+                analyses.append(analyze_image(image, source=source))
     device = analyze_device_set(analyses) if len(analyses) > 1 else None
     outcomes = evaluate(rules, analyses) if rules else None
 
+    # Each report imports its renderer only when it is requested: rich alone takes about 0.03 s.
     if html_path is not None:
+        from edgetrim.analyze.report_html import render_html
+
         _write_text(html_path, render_html(analyses, device))
     if as_json:
+        from edgetrim.analyze.report_json import build_document
+
         document = build_document(analyses, device, outcomes, top=top)
         click.echo(json.dumps(document, indent=2))
     else:
+        from rich.console import Console
+
+        from edgetrim.analyze.report_text import render_device_set, render_image, render_policy
+
         console = Console()
         if not console.is_terminal:
             # rich assumes 80 columns without a terminal; CI logs and files take wider lines.
@@ -103,6 +112,23 @@ def analyze_command(
             render_policy(console, outcomes)
 
     check(outcomes or [])
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector, which reference counting makes redundant here.
+
+    An analysis keeps several objects per file until the report is written, and makes
+    almost no reference cycles. On the python-http example the collector otherwise ran
+    about 290 times and took about 0.05 s of CPU time on the thread that parses the layers.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _write_text(path: Path, text: str) -> None:

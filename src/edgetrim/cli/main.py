@@ -6,6 +6,7 @@ the environment. Expected errors print one line; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
@@ -13,15 +14,35 @@ import sys
 import click
 
 from edgetrim import __version__
-from edgetrim.cli.analyze import analyze_command
-from edgetrim.cli.copy import copy_command
-from edgetrim.cli.minimize import minimize_command
 from edgetrim.errors import EdgetrimError
 
 INTERNAL_ERROR_EXIT = 3
 
+# Each subcommand's module, imported only when that subcommand runs. Importing all of them
+# took about 0.3 s more than importing analyze alone (the Docker SDK, httpx and the minimize
+# pipeline; measured with python -X importtime on 2 cores), before any image was read.
+_COMMANDS = {
+    "analyze": ("edgetrim.cli.analyze", "analyze_command"),
+    "copy": ("edgetrim.cli.copy", "copy_command"),
+    "minimize": ("edgetrim.cli.minimize", "minimize_command"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A command group that imports a subcommand's module when the subcommand is looked up."""
+
+    def list_commands(self, context: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, context: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[name]
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgetrim")
 @click.option(
     "-v", "--verbose", count=True, help="Log the steps of a run (-v) or every file event (-vv)."
@@ -37,11 +58,6 @@ def cli(context: click.Context, verbose: int, debug: bool) -> None:
     )
     # httpx logs every request at INFO; edgetrim's own registry client logs retries and errors.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
-
-
-cli.add_command(minimize_command)
-cli.add_command(analyze_command)
-cli.add_command(copy_command)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -597,15 +597,17 @@ def _member(info: Header, layer_index: int, layer_name: str) -> FileEntry | Whit
     path = clean_path(info.name, layer_name=layer_name)
     parent, _, base = path.rpartition("/")
     parent = parent or "/"
-    if base == OPAQUE_MARKER:
-        return Whiteout(parent, opaque=True)
-    if AUFS_META_PREFIX in path and any(
-        part.startswith(AUFS_META_PREFIX) for part in path.split("/")
-    ):
-        log.debug("%s: skipping AUFS metadata entry %s", layer_name, path)
-        return None
-    if base.startswith(WHITEOUT_PREFIX):
-        return _whiteout(info.name, parent, base[len(WHITEOUT_PREFIX) :], layer_name)
+    # Every marker name below contains WHITEOUT_PREFIX, which few paths do.
+    if WHITEOUT_PREFIX in path:
+        if base == OPAQUE_MARKER:
+            return Whiteout(parent, opaque=True)
+        if AUFS_META_PREFIX in path and any(
+            part.startswith(AUFS_META_PREFIX) for part in path.split("/")
+        ):
+            log.debug("%s: skipping AUFS metadata entry %s", layer_name, path)
+            return None
+        if base.startswith(WHITEOUT_PREFIX):
+            return _whiteout(info.name, parent, base[len(WHITEOUT_PREFIX) :], layer_name)
     kind = _TYPES.get(info.type)
     if kind is None:
         raise UnsafeLayerError(
@@ -708,6 +710,8 @@ def _entry(info: Header, path: str, kind: FileType, layer_index: int, layer_name
 
 def _xattrs(pax_headers: Mapping[str, str], layer_name: str, path: str) -> dict[str, bytes]:
     """Collect extended attributes from PAX records, as GNU tar, bsdtar and Docker write them."""
+    if not pax_headers:
+        return {}
     found: dict[str, bytes] = {}
     for key, value in pax_headers.items():
         if key.startswith(_LIBARCHIVE_XATTR):

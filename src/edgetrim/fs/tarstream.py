@@ -29,9 +29,10 @@ from edgetrim.fs.limits import LAYER_SIZE_VARIABLE
 
 BLOCK = tarfile.BLOCKSIZE
 _ZERO_BLOCK = bytes(BLOCK)
-# The ustar header: name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic,
-# version, uname, gname, devmajor, devminor, prefix, and 12 unused bytes.
-_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
+# The ustar header, with fields in groups: name, then mode with uid and gid, size, mtime,
+# chksum, typeflag, linkname, then magic to devminor, prefix, and 12 unused bytes. Within a
+# layer the grouped fields take few distinct values, so each group is decoded once per value.
+_FIELDS = struct.Struct("100s24s12s12s8sc100s88s155s12x")
 _SIGNED_BYTES = struct.Struct("148b8x356b")
 
 _LONG_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -222,9 +223,13 @@ class TarStream:
         Raises TarReadError for a corrupt or truncated archive and HandOver for a member this
         reader leaves to tarfile.
         """
-        if self._data_left < 0:
+        data_left = self._data_left
+        if data_left < 0:
             raise TarReadError("seeking backwards is not allowed")
-        self._skip(self._data_left)
+        if self._pos + data_left <= len(self._view):
+            self._pos += data_left
+        else:
+            self._skip(data_left)
         self._data_left = 0
         extensions: list[tuple[bytes, bytes | dict[str, str]]] = []
         replay: list[bytes] = []
@@ -234,7 +239,13 @@ class TarStream:
         subsequent = False
         header_bytes = 0
         while True:
-            block = self.read(BLOCK)
+            end = self._pos + BLOCK
+            if end <= len(self._view):
+                # The whole block is in the current chunk: parse it there, without a copy.
+                block: bytes | memoryview = self._view[self._pos : end]
+                self._pos = end
+            else:
+                block = self.read(BLOCK)
             header_bytes += BLOCK
             try:
                 header, prefix = _parse_block(block, self._fields)
@@ -249,6 +260,7 @@ class TarStream:
             kind = header.type
             if kind not in _EXTENSION_TYPES:
                 break
+            block = bytes(block)
             if len(replay) >= 2 * MAX_EXTENSION_HEADERS:
                 raise self._hand_over([*replay, block], globals_before)
             size = _block_size(header.size, self._at_start)
@@ -283,10 +295,17 @@ class TarStream:
                 extensions.append((kind, merged))
             subsequent = True
         if kind == tarfile.GNUTYPE_SPARSE:
-            raise self._hand_over([*replay, block], globals_before)
+            raise self._hand_over([*replay, bytes(block)], globals_before)
         if prefix:
             header.name = prefix + "/" + header.name
-        self._data_left = self._apply(header, extensions)
+        if extensions or self.global_headers:
+            self._data_left = self._apply(header, extensions)
+        else:
+            # What _apply does for a member without extension or global records.
+            header.pax_headers = {}
+            if header.type == tarfile.DIRTYPE:
+                header.name = header.name.rstrip("/")
+            self._data_left = _data_size(header)
         self._at_start = False
         return header
 
@@ -376,13 +395,19 @@ def _number(field: bytes) -> int:
             value -= 256 ** (len(field) - 1)
         return value
     try:
+        # int() accepts ASCII bytes and strips fewer kinds of white space than str.strip().
+        # Where it succeeds it returns what the decoding below returns.
+        return int(field.partition(b"\0")[0], 8)
+    except ValueError:
+        pass
+    try:
         text = field.partition(b"\0")[0].decode("ascii").strip()
         return int(text, 8) if text else 0
     except ValueError:  # UnicodeDecodeError is a ValueError
         raise TarReadError("invalid header") from None
 
 
-def _byte_sum(block: bytes) -> int:
+def _byte_sum(block: bytes | memoryview) -> int:
     """Return the unsigned ustar checksum of ``block``: its bytes summed, the checksum as spaces.
 
     The low half of Adler-32 is 1 plus the byte sum modulo 65521. A piece of at most 256 bytes
@@ -403,84 +428,98 @@ class _FieldCache:
 
     Modes, owners, times, user names and empty link names take few distinct values in a
     layer, and a dictionary lookup is several times quicker than decoding. Each cache stops
-    growing at :data:`_CACHE_LIMIT` values, so memory stays bounded.
+    growing at :data:`_CACHE_LIMIT` values, so memory stays bounded. A field that does not
+    decode raises TarReadError every time, because errors are not cached.
     """
 
     def __init__(self) -> None:
-        self._numbers: dict[bytes, int] = {}
-        self._texts: dict[bytes, str] = {}
+        self.numbers: dict[bytes, int] = {}
+        self.texts: dict[bytes, str] = {}
+        self.ids: dict[bytes, tuple[int, int, int]] = {}
+        self.owners: dict[bytes, tuple[str, str, int, int]] = {}
 
     def number(self, field: bytes) -> int:
-        value = self._numbers.get(field)
+        value = self.numbers.get(field)
         if value is None:
             value = _number(field)
-            if len(self._numbers) < _CACHE_LIMIT:
-                self._numbers[field] = value
+            if len(self.numbers) < _CACHE_LIMIT:
+                self.numbers[field] = value
         return value
 
     def text(self, field: bytes) -> str:
-        value = self._texts.get(field)
+        value = self.texts.get(field)
         if value is None:
             value = _text(field)
-            if len(self._texts) < _CACHE_LIMIT:
-                self._texts[field] = value
+            if len(self.texts) < _CACHE_LIMIT:
+                self.texts[field] = value
+        return value
+
+    def mode_uid_gid(self, field: bytes) -> tuple[int, int, int]:
+        """Decode the 24 bytes of mode, uid and gid."""
+        value = self.ids.get(field)
+        if value is None:
+            value = (_number(field[:8]), _number(field[8:16]), _number(field[16:]))
+            if len(self.ids) < _CACHE_LIMIT:
+                self.ids[field] = value
+        return value
+
+    def names_and_device(self, field: bytes) -> tuple[str, str, int, int]:
+        """Decode the 88 bytes from magic to devminor into uname, gname, devmajor, devminor."""
+        value = self.owners.get(field)
+        if value is None:
+            # magic (6 bytes) and version (2) are skipped, as tarfile skips them.
+            value = (
+                _text(field[8:40]),
+                _text(field[40:72]),
+                _number(field[72:80]),
+                _number(field[80:]),
+            )
+            if len(self.owners) < _CACHE_LIMIT:
+                self.owners[field] = value
         return value
 
 
 _CACHE_LIMIT = 4096
 
 
-def _parse_block(block: bytes, fields: _FieldCache) -> tuple[TarHeader | None, str]:
+def _parse_block(block: bytes | memoryview, fields: _FieldCache) -> tuple[TarHeader | None, str]:
     """Parse one header block; return (None, "") for a zero block, else the header and prefix.
 
     Raises TarReadError for an empty, short or invalid block.
     """
     if len(block) != BLOCK:
         raise TarReadError("truncated header" if block else "empty header")
-    if block == _ZERO_BLOCK:
+    # A block whose name starts with a byte other than NUL is not a zero block.
+    if not block[0] and bytes(block) == _ZERO_BLOCK:
         return None, ""
     (
         name,
-        mode,
-        uid,
-        gid,
+        ids,
         size,
         mtime,
         checksum,
         kind,
         linkname,
-        _magic,
-        _version,
-        uname,
-        gname,
-        devmajor,
-        devminor,
+        owners,
         prefix,
     ) = _FIELDS.unpack(block)
     expected = _number(checksum)
     if expected != _byte_sum(block) and expected != 256 + sum(_SIGNED_BYTES.unpack(block)):
         raise TarReadError("bad checksum")
-    number = fields.number
-    text = fields.text
     header = TarHeader()
     header.name = _text(name)
-    header.mode = number(mode)
-    header.uid = number(uid)
-    header.gid = number(gid)
+    header.mode, header.uid, header.gid = fields.mode_uid_gid(ids)
     header.size = _number(size)
-    header.mtime = number(mtime)
+    header.mtime = fields.number(mtime)
     header.type = kind
-    header.linkname = text(linkname)
-    header.uname = text(uname)
-    header.gname = text(gname)
-    header.devmajor = number(devmajor)
-    header.devminor = number(devminor)
+    header.linkname = fields.text(linkname)
+    header.uname, header.gname, header.devmajor, header.devminor = fields.names_and_device(owners)
     # Old tar writes a directory as a regular file whose name ends in a slash.
     if kind == tarfile.AREGTYPE and header.name.endswith("/"):
         header.type = tarfile.DIRTYPE
     if header.type == tarfile.DIRTYPE:
         header.name = header.name.rstrip("/")
-    return header, text(prefix)
+    return header, fields.text(prefix)
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:

@@ -65,14 +65,34 @@ def _implicit_dir(path: str, layer: int) -> FileEntry:
     return FileEntry(path=path, type=FileType.DIRECTORY, mode=0o755, layer=layer)
 
 
-def _under_symlink(
+def under_symlink_error(
     layer_name: str, description: str, path: str, link: FileEntry
 ) -> UnsafeLayerError:
+    """Return the error for a layer that writes ``path`` through the symlink ``link``.
+
+    ``description`` names what is written, such as "entry" or "opaque marker".
+    """
     return UnsafeLayerError(
         f"{layer_name}: {description} {path} lies under the symlink "
         f"{link.path} -> {link.link_target}; "
         "a layer must not write through a symlink, so it is malformed or hostile; "
         "do not use this image"
+    )
+
+
+def opaque_not_directory_error(layer_name: str, path: str, entry: FileEntry) -> UnsafeLayerError:
+    """Return the error for a layer with an opaque marker in ``path`` that it makes ``entry``."""
+    return UnsafeLayerError(
+        f"{layer_name}: {path} has an opaque-directory marker but the layer makes it a "
+        f"{entry.type.value}; the layer is malformed"
+    )
+
+
+def root_not_directory_error(layer_name: str, entry: FileEntry) -> UnsafeLayerError:
+    """Return the error for a layer whose entry for the image root is ``entry``, not a directory."""
+    return UnsafeLayerError(
+        f"{layer_name}: the tar entry for the image root is a {entry.type.value}, "
+        "not a directory; the layer is malformed"
     )
 
 
@@ -272,7 +292,7 @@ class FileTree:
             if entry is None or entry.is_dir:
                 continue
             if entry.is_symlink:
-                raise _under_symlink(layer_name, description, path, entry)
+                raise under_symlink_error(layer_name, description, path, entry)
             raise UnsafeLayerError(
                 f"{layer_name}: {description} {path} is inside {ancestor}, which is a "
                 f"{entry.type.value}, not a directory; the layer is malformed"
@@ -290,10 +310,7 @@ class FileTree:
         if entry is None:
             self._insert(_implicit_dir(path, layer))
         elif not entry.is_dir:
-            raise UnsafeLayerError(
-                f"{layer_name}: {path} has an opaque-directory marker but the layer makes it a "
-                f"{entry.type.value}; the layer is malformed"
-            )
+            raise opaque_not_directory_error(layer_name, path, entry)
 
     def _clear_opaque(self, path: str, layer_name: str) -> None:
         self._check_parent(path, layer_name, "opaque directory")
@@ -301,7 +318,7 @@ class FileTree:
         if entry is None:
             return
         if entry.is_symlink:
-            raise _under_symlink(layer_name, "opaque marker", join(path, OPAQUE_MARKER), entry)
+            raise under_symlink_error(layer_name, "opaque marker", join(path, OPAQUE_MARKER), entry)
         if entry.is_dir:
             self._remove_children(path)
         else:
@@ -332,10 +349,7 @@ class FileTree:
 
     def _set_root(self, entry: FileEntry, layer_name: str) -> None:
         if not entry.is_dir:
-            raise UnsafeLayerError(
-                f"{layer_name}: the tar entry for the image root is a {entry.type.value}, "
-                "not a directory; the layer is malformed"
-            )
+            raise root_not_directory_error(layer_name, entry)
         self._entries[ROOT] = entry
 
     def _link(self, entry: FileEntry, layer_name: str) -> FileEntry:

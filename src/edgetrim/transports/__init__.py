@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from edgetrim.errors import ImageFormatError, ImageNotFoundError, InvalidReferenceError
 from edgetrim.image.digest import Digest
 from edgetrim.image.model import Image, Platform
 from edgetrim.transports.docker_archive import read_docker_archive, write_docker_archive
-from edgetrim.transports.docker_daemon import read_docker_daemon, write_docker_daemon
 from edgetrim.transports.oci_archive import read_oci_archive, write_oci_archive
 from edgetrim.transports.oci_layout import platform_matches, read_oci_layout, write_oci_layout
 from edgetrim.transports.reference import (
@@ -35,9 +35,12 @@ from edgetrim.transports.reference import (
     normalize_docker_name,
     parse_reference,
 )
-from edgetrim.transports.registry import read_registry
-from edgetrim.transports.registry_client import RegistryOptions
-from edgetrim.transports.registry_push import write_registry
+
+# The registry and Docker engine transports import httpx and the Docker SDK, which take about
+# 0.2 s to import. So they are imported when a docker:// or docker-daemon: reference is used,
+# and RegistryOptions when it is first accessed.
+if TYPE_CHECKING:
+    from edgetrim.transports.registry_client import RegistryOptions
 
 __all__ = [
     "ImageReference",
@@ -48,6 +51,14 @@ __all__ = [
     "parse_reference",
     "write_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RegistryOptions":
+        from edgetrim.transports.registry_client import RegistryOptions
+
+        return RegistryOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextlib.contextmanager
@@ -123,8 +134,12 @@ def _open(
             display=display,
         )
     if ref.transport is Transport.DOCKER:
+        from edgetrim.transports.registry import read_registry
+
         assert ref.registry is not None
         return read_registry(ref.registry, platform=platform, options=registry, display=display)
+    from edgetrim.transports.docker_daemon import read_docker_daemon
+
     assert ref.name is not None
     return read_docker_daemon(ref.name, platform=platform)
 
@@ -153,6 +168,8 @@ def write_image(
             f"{reference}: @INDEX selects an image to read; name the image to write instead"
         )
     if ref.transport is Transport.DOCKER:
+        from edgetrim.transports.registry_push import write_registry
+
         assert ref.registry is not None
         if tag is not None:
             raise InvalidReferenceError(
@@ -173,6 +190,8 @@ def write_image(
         raise InvalidReferenceError(
             f"{reference}: docker-daemon: needs NAME[:TAG] to write an image, not an image ID"
         )
+    from edgetrim.transports.docker_daemon import write_docker_daemon
+
     return write_docker_daemon(image, name)
 
 
