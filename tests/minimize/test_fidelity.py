@@ -41,6 +41,7 @@ def minimized(fidelity_image, runtime_tools, tmp_path_factory) -> dict[str, Path
         "minimize", f"docker-daemon:{fidelity_image}",
         f"docker-archive:{archive}:edgetrim-test/fidelity:min",
         "--cmd-probe", "--cmd-probe", "calibrate now", "--include", "/usr/bin/su",
+        "--include", "/usr/bin/chage",
         "--write-keep-list", str(work / "fidelity.keep"), "--sbom", str(work / "sbom.json"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -109,6 +110,21 @@ def test_special_cases_present(fidelity_image, minimized):
     su = after.get("/usr/bin/su")
     assert su is not None
     assert su.mode & stat.S_ISUID
+    chage = after.get("/usr/bin/chage")
+    assert chage is not None
+    assert chage.mode & stat.S_ISGID
+    bin_link = after.get("/bin")
+    assert bin_link is not None
+    assert (bin_link.type, bin_link.link_target) == (FileType.SYMLINK, "usr/bin")
+
+
+def test_user_databases_kept(fidelity_image, minimized):
+    before, after = trees(fidelity_image, minimized["archive"])  # type: ignore[arg-type]
+    for path in ("/etc/passwd", "/etc/group", "/etc/nsswitch.conf"):
+        old, new = before.get(path), after.get(path)
+        assert old is not None, path
+        assert new is not None, path
+        assert new.digest == old.digest, path
 
 
 def test_second_command_run_traced(minimized):
