@@ -44,17 +44,17 @@ def is_file(tree: FileTree, path: str) -> bool:
 
 def read_members(image: Image, tree: FileTree, paths: list[str]) -> dict[str, str]:
     """Return the text of several regular files of an image, reading each layer at most once."""
-    wanted: dict[int, dict[str, list[str]]] = {}
+    needed: dict[int, dict[str, list[str]]] = {}
     for path in paths:
         source = tree.content_source(path)
         assert source is not None, f"{path} has no content in the image"
-        wanted.setdefault(source.layer, {}).setdefault(source.path, []).append(path)
+        needed.setdefault(source.layer, {}).setdefault(source.path, []).append(path)
     texts: dict[str, str] = {}
-    members = {layer: set(by_member) for layer, by_member in wanted.items()}
+    members = {layer: set(by_member) for layer, by_member in needed.items()}
     for layer, member in iter_contents(image, members):
         content = io.BytesIO()
         member.read_content(content)
-        for path in wanted[layer][member.entry.path]:
+        for path in needed[layer][member.entry.path]:
             texts[path] = content.getvalue().decode()
     missing = sorted(set(paths) - set(texts))
     assert not missing, f"not found in their layers: {missing}"

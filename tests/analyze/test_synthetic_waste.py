@@ -209,7 +209,7 @@ def test_categories_partition_stored_bytes(layers):
         tree = FileTree.from_image(make_image(*tars))
     except UnsafeLayerError as exc:
         # A path under a regular file or a symlink: the analysis rejects it with the same
-        # message, except that the analysis says "lies under" for a non-directory.
+        # message, except that the analysis writes "lies under" for a non-directory.
         with pytest.raises(UnsafeLayerError) as caught:
             analyze_image(make_image(*tars))
         if "symlink" in str(exc):

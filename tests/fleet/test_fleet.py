@@ -6,8 +6,8 @@ and verifies its result. The minimized image is then loaded into the engine and 
 checks, so the verdict comes from Docker and not only from minimize's own runc run. Last, a
 scanner-style read of the minimized dpkg database must match the files that are present.
 
-These tests take most of the suite's time (about half a minute to four minutes per image). Leave
-them out while working on something else with `-m "not fleet"`.
+These tests take most of the suite's time: 16 to 62 s per image on 2 cores, plus the builds.
+Leave them out while working on something else with `-m "not fleet"`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 import subprocess
@@ -12,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from edgetrim.fs.entry import FileType
-from edgetrim.fs.safetar import iter_contents
 from edgetrim.fs.tree import FileTree
 from edgetrim.transports import open_image
 from tests.conftest import docker
+from tests.dpkg_scan import listed_packages, packages_without_files
 
 pytestmark = [pytest.mark.docker, pytest.mark.runtime]
 
@@ -156,39 +155,13 @@ def test_package_database_matches_files(fidelity_image, minimized):
     """Read the minimized dpkg database as a scanner would and check it against the files."""
     before, after = trees(fidelity_image, minimized["archive"])  # type: ignore[arg-type]
     with open_image(f"docker-archive:{minimized['archive']}") as image:
-        status = read_member(image, after, "/var/lib/dpkg/status")
-        listed = {p.split("\n")[0].removeprefix("Package: "): p for p in status.split("\n\n") if p}
-        for name, paragraph in listed.items():
-            arch = [line for line in paragraph.splitlines() if line.startswith("Architecture:")][0]
-            qualified = f"{name}:{arch.split()[1]}"
-            candidates = [f"/var/lib/dpkg/info/{qualified}.list", f"/var/lib/dpkg/info/{name}.list"]
-            list_path = next(path for path in candidates if path in after)
-            files = [line for line in read_member(image, after, list_path).splitlines() if line]
-            present = [path for path in files if is_file(after, path)]
-            assert present, f"{name} is listed but none of its files are in the image"
+        listed = listed_packages(image, after)
+        assert packages_without_files(image, after) == []
     assert "libpython3.11-minimal" in listed  # os.py, encodings, socket.py
     assert "util-linux" in listed  # /usr/bin/su, kept by --include
     assert "libcap2-bin" not in listed  # setcap ran at build time only
     assert "apt" not in listed
-    assert "Edgetrim-Kept-Files:" in listed["libc6"]
+    assert "Edgetrim-Kept-Files:" in listed["libc6"].paragraph
     sbom = json.loads(Path(minimized["sbom"]).read_text())  # type: ignore[arg-type]
     assert {c["name"] for c in sbom["components"]} == set(listed)
     assert before.get("/usr/sbin/setcap") is not None
-
-
-def is_file(tree: FileTree, path: str) -> bool:
-    """Tell whether ``path`` is a non-directory entry, resolving symlinked parent directories."""
-    resolved = tree.resolve(path, follow_last=False).path
-    entry = tree.get(resolved) if resolved else None
-    return entry is not None and not entry.is_dir
-
-
-def read_member(image, tree: FileTree, path: str) -> str:
-    """Return the content of one regular file of an image."""
-    source = tree.content_source(path)
-    assert source is not None, path
-    for _, member in iter_contents(image, {source.layer: {source.path}}):
-        content = io.BytesIO()
-        member.read_content(content)
-        return content.getvalue().decode()
-    raise AssertionError(f"{path} not found in its layer")

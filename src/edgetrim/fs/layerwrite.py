@@ -78,8 +78,8 @@ def write_layer(
 ) -> LayerBlobInfo:
     """Write one layer tar holding exactly the ``keep`` paths of ``tree`` to ``out``.
 
-    ``replacements`` gives new content for kept regular files (a rewritten package database,
-    say); their other metadata stays as the tree records it. The content of kept files is
+    ``replacements`` gives new content for kept regular files, such as a rewritten package
+    database. Their other metadata stays as the tree records it. The content of kept files is
     spooled in a temporary folder in ``spool_dir`` (default: the system's temporary folder).
     ``content_root`` is a rootfs unpacked from ``image``: content is copied from there, which
     saves reading every layer again, and only a file whose sha256 differs from the tree's

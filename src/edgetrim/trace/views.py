@@ -5,9 +5,9 @@ rewrite the package database, so no run may write to it, and no run may see what
 wrote. With overlayfs, the snapshot is the read-only lower directory and each run writes to an
 empty upper directory of its own. The overlay is mounted in a private mount namespace that
 ``unshare`` creates for ``runc run``, so it disappears with the run's processes and is never
-mounted in the host's namespace, even when edgetrim is killed. Where overlayfs cannot be mounted (the work directory is
-on a filesystem that cannot hold an upper directory, or mounting is not permitted), each run gets
-a fresh unpack of the image instead: correct, but a full unpack per run.
+mounted in the host's namespace, even when edgetrim is killed. Where overlayfs cannot be
+mounted (the work directory is on a filesystem that cannot hold an upper directory, or mounting
+is not permitted), each run gets a fresh unpack of the image instead, which is slower.
 
 The overlay is mounted ``volatile`` (Linux 5.10 and later) where the kernel accepts it. Without
 that option, unmounting an overlay syncs the whole filesystem of the upper directory, which
