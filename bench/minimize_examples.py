@@ -55,11 +55,16 @@ class _Counter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="minimize runs per example (median reported)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="minimize runs per example (median reported)"
+    )
     options = parser.parse_args()
     os.environ.setdefault("DOCKER_HOST", "unix:///run/edgetrim-docker/docker.sock")
     subprocess.run([str(REPO / "scripts" / "build-base-image.sh")], check=True)
-    print("| example | original (engine) | minimized (engine) | original (gzip save) | minimized (gzip save) | ratio | minimize wall time, median of runs |")
+    print(
+        "| example | original (engine) | minimized (engine) | original (gzip save) "
+        "| minimized (gzip save) | ratio | minimize wall time, median of runs |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, probe in EXAMPLES.items():
         tag = f"edgetrim-bench/{name}:latest"
@@ -70,17 +75,28 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as work:
                 started = time.monotonic()
                 subprocess.run(
-                    [sys.executable, "-m", "edgetrim", "minimize", f"docker-daemon:{tag}",
-                     f"docker-archive:{work}/min.tar:{minimized}", *probe],
-                    check=True, capture_output=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "edgetrim",
+                        "minimize",
+                        f"docker-daemon:{tag}",
+                        f"docker-archive:{work}/min.tar:{minimized}",
+                        *probe,
+                    ],
+                    check=True,
+                    capture_output=True,
                 )
                 times.append(time.monotonic() - started)
                 docker("load", "-i", f"{work}/min.tar")
         before = int(docker("image", "inspect", "-f", "{{.Size}}", tag))
         after = int(docker("image", "inspect", "-f", "{{.Size}}", minimized))
         before_gz, after_gz = saved_gzip_bytes(tag), saved_gzip_bytes(minimized)
-        print(f"| {name} | {before / 1e6:.1f} MB | {after / 1e6:.1f} MB | {before_gz / 1e6:.1f} MB "
-              f"| {after_gz / 1e6:.1f} MB | {before / after:.1f}x | {statistics.median(times):.1f} s |")
+        print(
+            f"| {name} | {before / 1e6:.1f} MB | {after / 1e6:.1f} MB | {before_gz / 1e6:.1f} MB "
+            f"| {after_gz / 1e6:.1f} MB | {before / after:.1f}x "
+            f"| {statistics.median(times):.1f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -196,45 +196,64 @@ def test_signed_checksum_accepted() -> None:
     assert fast_headers(data, CHUNK_SIZE)[0][0][0][0] == name
 
 
-def items_with_read_ahead(data: bytes, *, later: bool) -> list[tuple[str, str, bytes]]:
-    """Hash every file of a layer on the read-ahead thread or now: (path, digest, head)."""
+class SkippingStream(io.BytesIO):
+    """A BytesIO with ``skip``, as a stream read in place has; it counts what it skipped."""
+
+    skipped = 0
+
+    def skip(self, size: int) -> int:
+        size = min(size, len(self.getbuffer()) - self.tell())
+        self.seek(size, io.SEEK_CUR)
+        self.skipped += size
+        return size
+
+
+def heads_and_offsets(data: bytes, stream: io.BytesIO, *, read_ahead: bool) -> list:
+    """Take the first 18 bytes of every file and leave the rest: (path, head, offset) each."""
     found = []
-    pending = []
-    reader = LayerReader(io.BytesIO(data), layer_index=0, layer_name="l", read_ahead=True)
+    reader = LayerReader(stream, layer_index=0, layer_name="l", read_ahead=read_ahead)
     for item in reader:
         if isinstance(item, TarMember) and item.entry.is_regular:
-            if later:
-                pending.append((item.entry, item.hash_content(head_size=18)))
-            else:
-                out = io.BytesIO()
-                item.read_content(out)
-                found.append((item.entry.path, item.entry.digest, out.getvalue()[:18]))
-    for entry, digest in pending:
-        assert entry.digest == digest.result()
-        found.append((entry.path, digest.result(), digest.head))
+            found.append((item.entry.path, item.read_head(18), item.offset))
+            assert not item.entry.digest
     assert reader.bytes_read == len(data)
     return found
 
 
-@pytest.mark.parametrize("spare_time", [True, False])
+@pytest.mark.parametrize("read_ahead", [False, True])
 @pytest.mark.parametrize("chunk_size", [512, 700, CHUNK_SIZE])
-def test_hash_content_matches_read_content(
-    chunk_size: int, spare_time: bool, monkeypatch: pytest.MonkeyPatch
+def test_read_head_and_offset(
+    chunk_size: int, read_ahead: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With spare time every file is hashed on the read-ahead thread, without it none is.
-    monkeypatch.setattr(ReadAheadChunks, "has_spare_time", lambda self: spare_time)
-    monkeypatch.setattr(
-        safetar,
-        "ReadAheadChunks",
-        functools.partial(ReadAheadChunks, chunk_size=chunk_size, buffers=2),
-    )
-    data = tricky_tars.many_small_files(200) + build_tar(reg("big", bytes(range(256)) * 5000))
-    expected = [
-        (path, hashlib.sha256(content).hexdigest(), content[:18])
-        for path, content in tar_contents(data)
-    ]
-    assert items_with_read_ahead(data, later=True) == expected
-    assert items_with_read_ahead(data, later=False) == expected
+    for name, factory in (("BlockingChunks", BlockingChunks), ("ReadAheadChunks", ReadAheadChunks)):
+        monkeypatch.setattr(safetar, name, functools.partial(factory, chunk_size=chunk_size))
+    big = bytes(range(256)) * 5000
+    data = build_tar(reg("big", big), reg("tiny", b"ab"), reg("empty", b""))[
+        :-1024
+    ] + tricky_tars.many_small_files(50)
+    contents = tar_contents(data)
+    plain = heads_and_offsets(data, io.BytesIO(data), read_ahead=read_ahead)
+    skipping = SkippingStream(data)
+    assert heads_and_offsets(data, skipping, read_ahead=read_ahead) == plain
+    assert [path for path, _, _ in plain] == [path for path, _ in contents]
+    for (path, head, offset), (_, content) in zip(plain, contents, strict=True):
+        assert head == content[:18], path
+        assert data[offset : offset + len(content)] == content, path
+    # Without read-ahead, most of the big file is passed over unread; the read-ahead thread
+    # has read it already.
+    if read_ahead:
+        assert skipping.skipped == 0
+    else:
+        assert len(big) - 2 * chunk_size < skipping.skipped < len(data)
+
+
+def test_skip_past_the_end_is_truncation() -> None:
+    data = build_tar(reg("big", b"x" * 100_000))[:20_000]
+    reader = LayerReader(SkippingStream(data), layer_index=0, layer_name="l")
+    with pytest.raises(ImageFormatError, match="corrupt or truncated|unexpected end"):
+        for item in reader:
+            if isinstance(item, TarMember):
+                item.read_head(18)
 
 
 def tar_contents(data: bytes) -> list[tuple[str, bytes]]:
@@ -244,18 +263,6 @@ def tar_contents(data: bytes) -> list[tuple[str, bytes]]:
             for info in tar
             if info.isreg()
         ]
-
-
-def test_pending_digest_unknown_until_layer_read() -> None:
-    data = build_tar(reg("a", b"a" * 100), reg("b", b"b"))
-    reader = iter(LayerReader(io.BytesIO(data), layer_index=0, layer_name="l", read_ahead=True))
-    item = next(reader)
-    assert isinstance(item, TarMember)
-    pending = item.hash_content()
-    next(reader)
-    with pytest.raises(StopIteration):
-        next(reader)
-    assert pending.result() == hashlib.sha256(b"a" * 100).hexdigest()
 
 
 @pytest.mark.parametrize("read_ahead", [False, True])
@@ -319,38 +326,23 @@ class ZeroLayer:
         return bytes(count)
 
 
-@pytest.mark.parametrize("later", [False, True])
-def test_read_ahead_memory_bounded(later: bool) -> None:
+def test_read_ahead_memory_bounded() -> None:
     size = 128 << 20
     tracemalloc.start()
     try:
         reader = LayerReader(ZeroLayer(size), layer_index=0, layer_name="l", read_ahead=True)  # type: ignore[arg-type]
         for item in reader:
             assert isinstance(item, TarMember)
-            digest = item.hash_content() if later else item.read_content()
+            digest = item.read_content()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     expected = hashlib.sha256(bytes(size)).hexdigest()
-    assert (digest.result() if later else digest) == expected  # type: ignore[union-attr]
+    assert digest == expected
     # The read-ahead buffers and a few MiB more, however large the file.
     limit = READ_AHEAD_BUFFERS * READ_AHEAD_CHUNK_SIZE + (8 << 20)
     assert limit < size
     assert peak < limit, f"peak Python memory {peak} bytes while hashing a {size}-byte file"
-
-
-def test_call_later_runs_before_buffer_reuse() -> None:
-    data = bytes(random.Random(3).randbytes(300_000))
-    chunks = ReadAheadChunks(io.BytesIO(data), chunk_size=1000, buffers=2)
-    seen: list[bytes] = []
-    expected = []
-    while chunk := chunks.next_chunk():
-        expected.append(bytes(chunk))
-        # The call copies the view on the worker, after the caller has moved on.
-        chunks.call_later(lambda view: seen.append(bytes(view)), chunk[10:500])
-    chunks.close()
-    assert seen == [piece[10:500] for piece in expected]
-    assert b"".join(expected) == data
 
 
 def test_read_ahead_error_raised_in_caller() -> None:

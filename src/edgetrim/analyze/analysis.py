@@ -78,47 +78,48 @@ def analyze_image(image: Image, *, source: str = "") -> ImageAnalysis:
     ``source`` is the reference the image was opened from, for the report. Raises
     ImageFormatError or UnsafeLayerError when a layer is corrupt or hostile.
     """
-    scan = scan_image(image)
-    stack = scan.stack
-    notes: list[str] = []
-    visible = copies_in_use(stack)
+    # The block ends with the last digest checks, so nothing is returned unverified.
+    with scan_image(image) as scan:
+        stack = scan.stack
+        notes: list[str] = []
+        visible = copies_in_use(stack)
 
-    packages, owner = _read_packages(scan, visible, notes)
-    languages = unused.configured_languages(image.config.env)
-    kinds = _likely_unused(visible, owner, languages)
-    duplicates, duplicate_copies = _duplicates(stack, visible, kinds)
-    copies = _copy_reports(stack, visible, kinds, duplicate_copies, owner)
+        packages, owner = _read_packages(scan, visible, notes)
+        languages = unused.configured_languages(image.config.env)
+        kinds = _likely_unused(visible, owner, languages)
+        duplicates, duplicate_copies = _duplicates(stack, visible, kinds)
+        copies = _copy_reports(stack, visible, kinds, duplicate_copies, owner)
 
-    history, history_note = layer_history(image.config.history, len(image.layers))
-    if history_note:
-        notes.append(history_note)
-    layers = _layer_reports(image, scan, history, copies)
-    waste = _summary(copies)
+        history, history_note = layer_history(image.config.history, len(image.layers))
+        if history_note:
+            notes.append(history_note)
+        layers = _layer_reports(image, scan, history, copies)
+        waste = _summary(copies)
 
-    passwd_copy = stack.copy_of.get("/etc/passwd")
-    passwd = scan.kept.get(passwd_copy) if passwd_copy is not None else None
-    surface = find_surface(stack, image.config.user, passwd)
-    if surface.runs_as_root is None:
-        notes.append(
-            f"the image runs as user {image.config.user!r}, which /etc/passwd does not list"
+        passwd_copy = stack.copy_of.get("/etc/passwd")
+        passwd = scan.kept.get(passwd_copy) if passwd_copy is not None else None
+        surface = find_surface(stack, image.config.user, passwd)
+        if surface.runs_as_root is None:
+            notes.append(
+                f"the image runs as user {image.config.user!r}, which /etc/passwd does not list"
+            )
+        return ImageAnalysis(
+            source=source or image.source,
+            names=list(image.names),
+            config_digest=str(image.config.digest),
+            platform=str(image.config.platform),
+            blob_bytes=sum(layer.size for layer in image.layers),
+            uncompressed_bytes=sum(stats.tar_bytes for stats in scan.layers),
+            final_entries=len(stack.entries),
+            waste=waste,
+            layers=layers,
+            duplicates=duplicates,
+            packages=packages,
+            surface=surface,
+            copies=copies,
+            final_files=_final_files(stack),
+            notes=notes,
         )
-    return ImageAnalysis(
-        source=source or image.source,
-        names=list(image.names),
-        config_digest=str(image.config.digest),
-        platform=str(image.config.platform),
-        blob_bytes=sum(layer.size for layer in image.layers),
-        uncompressed_bytes=sum(stats.tar_bytes for stats in scan.layers),
-        final_entries=len(stack.entries),
-        waste=waste,
-        layers=layers,
-        duplicates=duplicates,
-        packages=packages,
-        surface=surface,
-        copies=copies,
-        final_files=_final_files(stack),
-        notes=notes,
-    )
 
 
 def _read_packages(

@@ -1,18 +1,26 @@
 """Read every layer of an image once: hash each file, note ELF headers, keep a few small files.
 
-This is the only read of the image's layers during an analysis. Each regular-file member is
-hashed with sha256 by :meth:`edgetrim.fs.safetar.TarMember.read_content`, its first bytes are
-checked for an ELF header, and the content of the files that later steps parse (the dpkg
-database, ``/etc/passwd``) is kept in memory. The members then go to a :class:`LayerStack`.
+This is the only read of the image's layers during an analysis. Each regular file is hashed
+with sha256, its first bytes are checked for an ELF header, and the content of the files that
+later steps parse (the dpkg database, ``/etc/passwd``) is kept in memory. The members then go to
+a :class:`LayerStack`.
+
+Where a layer lies as an uncompressed tar in a local file, worker processes hash it and its
+large files in place (:mod:`edgetrim.analyze.stored`), and this process parses. Otherwise this
+process hashes the files with :meth:`edgetrim.fs.safetar.TarMember.read_content` while a second
+thread reads the layer and verifies it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from edgetrim.analyze.stack import LayerChanges, LayerStack, StoredCopy
+from edgetrim.analyze.stored import StoredLayers, StoredPlace
 from edgetrim.fs.entry import FileType
 from edgetrim.fs.safetar import LayerReader, TarMember
 from edgetrim.image.model import Image, Layer
@@ -27,6 +35,11 @@ _KEPT_PREFIXES = ("/var/lib/dpkg/", "/etc/passwd")
 _ELF_MAGIC = b"\x7fELF"
 # The ELF header fields read here end with e_type at byte 18.
 _HEAD_SIZE = 18
+# Regular files of this size or more go to the hashing workers when the layer is read in
+# place. Below it, the job's cost (a message, a result, a read call) is close to the hashing.
+# On the examples of bench/analyze_vs_dive.py, 16 KiB was slower than 64 KiB, and 256 KiB
+# left more work on this process.
+_HAND_OVER_SIZE = 64 << 10
 
 
 @dataclass
@@ -75,32 +88,39 @@ class _ContentSink:
         return len(chunk)
 
 
-def scan_image(image: Image) -> ScanResult:
+@contextlib.contextmanager
+def scan_image(image: Image) -> Iterator[ScanResult]:
     """Read and replay every layer of ``image`` in order; see the module docstring.
 
-    Each layer is verified against its digest and diff ID as it is read. Raises
-    ImageFormatError or UnsafeLayerError naming the layer when one is corrupt or hostile.
+    Each layer is verified against its digest and diff ID. For layers that worker processes
+    hash (see :class:`StoredLayers`), that check completes when the block ends normally, so
+    the caller can analyze meanwhile and must not report before. Raises ImageFormatError or
+    UnsafeLayerError naming the layer when one is corrupt or hostile.
     """
     stack = LayerStack()
     result = ScanResult(stack=stack, layers=[])
-    for index, layer in enumerate(image.layers):
-        log.info("reading layer %d of %d (%s)", index + 1, len(image.layers), layer.label)
-        result.layers.append(_scan_layer(layer, index, result))
-    return result
+    with StoredLayers(image) as stored:
+        for index, layer in enumerate(image.layers):
+            log.info("reading layer %d of %d (%s)", index + 1, len(image.layers), layer.label)
+            result.layers.append(_scan_layer(layer, index, result, stored))
+        stored.fill_file_digests(stack)
+        yield result
+        stored.verify()
 
 
-def _scan_layer(layer: Layer, index: int, result: ScanResult) -> LayerStats:
+def _scan_layer(layer: Layer, index: int, result: ScanResult, stored: StoredLayers) -> LayerStats:
     stats = LayerStats(index=index)
     changes = LayerChanges(entries=[], copies=[], whiteouts=[], opaque_dirs=[])
     entries = changes.entries
     copies = changes.copies
     directories = content_bytes = 0
-    with layer.read_tar() as stream:
-        # A second thread reads the blob and verifies its digests while this thread parses
-        # and hashes the files. Handing the files of 8 MiB or more to the second thread as
-        # well was no quicker on the examples of bench/analyze_vs_dive.py (2 cores, shared
-        # with other jobs), and handing it every file of 1 MiB or more was slower.
-        reader = LayerReader(stream, layer_index=index, layer_name=layer.label, read_ahead=True)
+    place = stored.start_layer(index, layer)
+    with layer.read_tar() if place is None else contextlib.nullcontext(place.stream()) as stream:
+        # Without worker processes, a second thread reads the blob and verifies its digests
+        # while this thread parses and hashes the files.
+        reader = LayerReader(
+            stream, layer_index=index, layer_name=layer.label, read_ahead=place is None
+        )
         for item in reader:
             if type(item) is not TarMember:
                 target = changes.opaque_dirs if item.opaque else changes.whiteouts  # type: ignore[union-attr]
@@ -109,7 +129,10 @@ def _scan_layer(layer: Layer, index: int, result: ScanResult) -> LayerStats:
             entry = item.entry
             kind = entry.type
             if kind is FileType.REGULAR:
-                copies.append(_read_file(item, index, result))
+                if place is not None and entry.size >= _HAND_OVER_SIZE and item.offset is not None:
+                    copies.append(_hand_over_file(item, index, result, place))
+                else:
+                    copies.append(_read_file(item, index, result))
                 content_bytes += entry.size
             else:
                 copies.append(None)
@@ -126,6 +149,21 @@ def _scan_layer(layer: Layer, index: int, result: ScanResult) -> LayerStats:
     result.stack.apply(index, changes, layer.label)
     _drop_hidden_kept(result)
     return stats
+
+
+def _hand_over_file(item: TarMember, layer: int, result: ScanResult, place: StoredPlace) -> int:
+    """Leave a large file's hashing to a worker; return its stored copy id.
+
+    Files whose content is kept are read here, since their bytes are needed.
+    """
+    entry = item.entry
+    path = entry.path
+    if path.startswith(_KEPT_PREFIXES) and _KEPT_FILES.match(path) is not None:
+        return _read_file(item, layer, result)
+    head = item.read_head(_HEAD_SIZE)
+    copy_id = result.stack.add_copy(StoredCopy(layer, path, entry.size, "", _elf_type(head)))
+    place.hash_file(copy_id, item.offset, entry.size)  # type: ignore[arg-type]
+    return copy_id
 
 
 def _read_file(item: TarMember, layer: int, result: ScanResult) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
 from typing import Protocol
 
 # Scanning the example images of bench/analyze_vs_dive.py (2 cores) was about 5% quicker with
@@ -41,20 +40,16 @@ class ChunkSource(Protocol):
         """Return the next chunk, which is valid until the next call."""
         ...
 
-    def call_later(self, function: Callable[..., object], *args: object) -> None:
-        """Call ``function(*args)`` before the current chunk's buffer is reused.
+    def skip(self, size: int) -> int | None:
+        """Pass over the ``size`` bytes after the current chunk without reading them.
 
-        The call may run on another thread, so ``args`` may include a view of the current
-        chunk, but it must not touch state that the caller uses without a lock.
+        Returns how many bytes there were, fewer if the stream ended, or None, skipping
+        nothing, if this source cannot skip without reading. The current chunk is then invalid.
         """
         ...
 
-    def has_spare_time(self) -> bool:
-        """Return whether calls passed to :meth:`call_later` now would not hold up the reading."""
-        ...
-
     def close(self) -> None:
-        """Stop reading and wait for the pending calls. The caller closes the stream after."""
+        """Stop reading. The caller closes the stream after."""
         ...
 
 
@@ -76,7 +71,11 @@ def fill(stream: Readable, view: memoryview) -> int:
 
 
 class BlockingChunks:
-    """Chunks read on the calling thread into one reusable buffer."""
+    """Chunks read on the calling thread into one reusable buffer.
+
+    When the stream has a ``skip(size) -> int`` method, :meth:`skip` uses it and so reads
+    nothing; :class:`edgetrim.fs.hashpool.RangeStream` has one.
+    """
 
     def __init__(self, stream: Readable, chunk_size: int = CHUNK_SIZE):
         self._stream = stream
@@ -85,11 +84,9 @@ class BlockingChunks:
     def next_chunk(self) -> memoryview:
         return self._buffer[: fill(self._stream, self._buffer)]
 
-    def call_later(self, function: Callable[..., object], *args: object) -> None:
-        function(*args)
-
-    def has_spare_time(self) -> bool:
-        return False
+    def skip(self, size: int) -> int | None:
+        stream_skip = getattr(self._stream, "skip", None)
+        return None if stream_skip is None else int(stream_skip(size))
 
     def close(self) -> None:
         pass
@@ -98,15 +95,10 @@ class BlockingChunks:
 class ReadAheadChunks:
     """Chunks read by a worker thread that stays up to ``buffers`` chunks ahead of the caller.
 
-    Whatever the stream does while it is read, such as verifying a digest, runs on the worker,
-    and so do the calls passed to :meth:`call_later`. sha256 in hashlib and file reads release
-    the GIL, so that work overlaps with the caller's parsing on a second core. An exception in
-    the worker, such as a digest mismatch at the end of the stream, is raised by the caller's
-    next ``next_chunk``.
-
-    The worker takes buffers to fill and calls to run from one queue, in order. A buffer goes
-    back on that queue after the calls queued while the caller held it, so no call reads a
-    buffer that was refilled.
+    Whatever the stream does while it is read, such as verifying a digest, runs on the worker.
+    sha256 in hashlib and file reads release the GIL, so that work overlaps with the caller's
+    parsing on a second core. An exception in the worker, such as a digest mismatch at the end
+    of the stream, is raised by the caller's next ``next_chunk``.
     """
 
     def __init__(
@@ -118,32 +110,30 @@ class ReadAheadChunks:
         self._stream = stream
         # A buffer is in ``_inbox``, being filled, in ``_filled`` or held by the caller, so the
         # memory in use is at most ``buffers * chunk_size`` whatever the stream's size.
-        self._inbox: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
         self._filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
         for _ in range(buffers):
             self._inbox.put(bytearray(chunk_size))
         self._caller_buffer: bytearray | None = None
         self._done = False
-        # Set by close: the worker reads no more, but still runs the calls queued before.
+        # Set by close: the worker reads no more.
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="layer-read-ahead", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         reading = True
-        while (work := self._inbox.get()) is not None:
+        while (buffer := self._inbox.get()) is not None:
+            if not reading or self._closing:
+                continue
             try:
-                if isinstance(work, bytearray):
-                    if reading and not self._closing:
-                        count = fill(self._stream, memoryview(work))
-                        self._filled.put((work, count))
-                        reading = count > 0
-                else:
-                    function, args = work
-                    function(*args)
+                count = fill(self._stream, memoryview(buffer))
             except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
                 reading = False
                 self._filled.put(exc)
+                continue
+            self._filled.put((buffer, count))
+            reading = count > 0
 
     def next_chunk(self) -> memoryview:
         if self._caller_buffer is not None:
@@ -162,17 +152,11 @@ class ReadAheadChunks:
         self._caller_buffer = buffer
         return memoryview(buffer)[:count]
 
-    def call_later(self, function: Callable[..., object], *args: object) -> None:
-        self._inbox.put((function, args))
-
-    def has_spare_time(self) -> bool:
-        # A filled chunk waits, so the worker is ahead of the caller.
-        return not self._filled.empty()
+    def skip(self, size: int) -> int | None:
+        # The worker reads ahead, so the bytes are read already.
+        return None
 
     def close(self) -> None:
         self._closing = True
         self._inbox.put(None)
         self._thread.join()
-
-
-_Work = bytearray | tuple[Callable[..., object], tuple[object, ...]] | None

@@ -34,7 +34,6 @@ from edgetrim.errors import ImageFormatError, UnsafeLayerError
 from edgetrim.fs.chunks import (
     CHUNK_SIZE,
     BlockingChunks,
-    ChunkSource,
     Readable,
     ReadAheadChunks,
 )
@@ -102,27 +101,27 @@ class Whiteout:
     opaque: bool = False
 
 
-def _call_now(function: Callable[..., object], *args: object) -> None:
-    function(*args)
-
-
 class TarMember:
     """One filesystem entry of a layer tar whose content, if any, is still unread in the stream.
 
-    The content can be read only until the iteration moves to the next member.
+    The content can be read only until the iteration moves to the next member. ``offset`` is
+    where a regular file's content starts in the layer tar, when the bytes there are the
+    content as they are (not for sparse members); otherwise it is None.
     """
+
+    __slots__ = ("entry", "offset", "_content", "_layer_name", "_readable")
 
     def __init__(
         self,
         entry: FileEntry,
         content: ContentReader,
         layer_name: str,
-        chunks: ChunkSource | None = None,
+        offset: int | None = None,
     ):
         self.entry = entry
+        self.offset = offset
         self._content = content
         self._layer_name = layer_name
-        self._chunks = chunks
         self._readable = True
 
     def read_content(self, out: ContentSink | None = None) -> str:
@@ -146,31 +145,23 @@ class TarMember:
         self.entry.digest = digest.hexdigest()
         return self.entry.digest
 
-    def hash_content(self, *, head_size: int = 0) -> PendingDigest:
-        """Hash a regular file's content with sha256, on the read-ahead thread if it is idle.
+    def read_head(self, size: int) -> bytes:
+        """Return the first ``size`` bytes of a regular file's content and leave the rest.
 
-        Returns with the first ``head_size`` bytes of the content. The digest, which also
-        becomes ``entry.digest``, is ready when the iteration of the layer has ended. The
-        read-ahead thread, which reads the layer and verifies its digests, takes the file
-        only while it is ahead of the iterating thread, so that the two stay busy together:
-        a run of large files would otherwise leave the iterating thread waiting for chunks.
+        The iteration passes over the rest when it moves on, without reading it where the
+        stream can skip. ``entry.digest`` stays unset: whoever hashes the content elsewhere,
+        from ``offset``, sets it.
         """
         self._start_reading()
-        pending = PendingDigest(self.entry)
-        hasher = hashlib.sha256()
         head = b""
-        chunks = self._chunks
-        call_later = chunks.call_later if chunks and chunks.has_spare_time() else _call_now
         try:
             for chunk in self._content():
-                if len(head) < head_size:
-                    head += bytes(chunk[: head_size - len(head)])
-                call_later(hasher.update, chunk)
+                head += bytes(chunk[: size - len(head)])
+                if len(head) >= size:
+                    break
         except (tarfile.TarError, TarReadError) as exc:
             raise self._corrupt(exc) from exc
-        call_later(pending._finish, hasher)
-        pending.head = head
-        return pending
+        return head
 
     def _start_reading(self) -> None:
         if not self.entry.is_regular:
@@ -186,32 +177,6 @@ class TarMember:
 
     def _close(self) -> None:
         self._readable = False
-
-
-class PendingDigest:
-    """The sha256 of a member's content, which the read-ahead thread may still be computing.
-
-    ``head`` holds the first bytes of the content, as many as :meth:`TarMember.hash_content`
-    was asked for.
-    """
-
-    __slots__ = ("head", "_entry", "_hex")
-
-    def __init__(self, entry: FileEntry):
-        self.head = b""
-        self._entry = entry
-        self._hex = ""
-
-    def _finish(self, hasher: hashlib._Hash) -> None:
-        self._hex = self._entry.digest = hasher.hexdigest()
-
-    def result(self) -> str:
-        """Return the hex digest; raise RuntimeError before the layer has been read to its end."""
-        if not self._hex:
-            raise RuntimeError(
-                f"the digest of {self._entry.path} is known only after the layer has been read"
-            )
-        return self._hex
 
 
 def clean_path(name: str, *, layer_name: str, member: str | None = None) -> str:
@@ -308,12 +273,12 @@ class LayerReader:
             max_header_bytes=self._limits.max_header_bytes,
         )
         try:
-            yield from self._members(tar, chunks)
+            yield from self._members(tar)
         finally:
             self.bytes_read = tar.count
             chunks.close()
 
-    def _members(self, tar: TarStream, chunks: ChunkSource) -> Iterator[TarMember | Whiteout]:
+    def _members(self, tar: TarStream) -> Iterator[TarMember | Whiteout]:
         layer_name = self._layer_name
         if tar.at_end():
             # A zero-byte layer has no entries, though tarfile would reject it as no archive.
@@ -343,7 +308,10 @@ class LayerReader:
             found = _member(header, self._layer_index, layer_name)
             if isinstance(found, FileEntry):
                 member = TarMember(
-                    found, functools.partial(tar.content, header.size), layer_name, chunks
+                    found,
+                    functools.partial(tar.content, header.size),
+                    layer_name,
+                    tar.position if found.is_regular else None,
                 )
                 yield member
                 member._close()

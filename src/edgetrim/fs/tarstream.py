@@ -29,6 +29,7 @@ from edgetrim.fs.limits import LAYER_SIZE_VARIABLE
 
 BLOCK = tarfile.BLOCKSIZE
 _ZERO_BLOCK = bytes(BLOCK)
+_EMPTY_VIEW = memoryview(b"")
 # The ustar header, with fields in groups: name, then mode with uid and gid, size, mtime,
 # chksum, typeflag, linkname, then magic to devminor, prefix, and 12 unused bytes. Within a
 # layer the grouped fields take few distinct values, so each group is decoded once per value.
@@ -137,7 +138,7 @@ class TarStream:
         self._layer_name = layer_name
         self._max_bytes = max_bytes
         self._max_header_bytes = max_header_bytes
-        self._view = memoryview(b"")
+        self._view = _EMPTY_VIEW
         self._pos = 0
         self.count = 0
         # Bytes from the position to the next header. Reading a member's content past its
@@ -174,7 +175,25 @@ class TarStream:
                 size -= take
         return b"".join(parts)
 
+    @property
+    def position(self) -> int:
+        """The number of stream bytes before the next one to be taken."""
+        return self.count - len(self._view) + self._pos
+
     def _skip(self, size: int) -> None:
+        available = len(self._view) - self._pos
+        if size > available:
+            # Past the current chunk, a source that can skip passes over the rest unread.
+            skipped = self._chunks.skip(size - available)
+            if skipped is not None:
+                self._view = _EMPTY_VIEW
+                self._pos = 0
+                self.count += skipped
+                if self.count > self._max_bytes:
+                    raise too_large(self._layer_name, "the uncompressed layer tar", self._max_bytes)
+                if skipped < size - available:
+                    raise TarReadError("unexpected end of data")
+                return
         while size:
             available = len(self._view) - self._pos
             if not available:

@@ -42,6 +42,15 @@ class Digest:
         return f"{self.algorithm}:{self.hex}"
 
 
+def check_digest(name: str, expected: Digest, actual_hex: str) -> None:
+    """Raise DigestMismatchError naming ``name`` unless ``actual_hex`` is ``expected``'s hex."""
+    if actual_hex != expected.hex:
+        raise DigestMismatchError(
+            f"{name}: content digest is {expected.algorithm}:{actual_hex}, expected "
+            f"{expected}; the image is corrupt, fetch or export it again"
+        )
+
+
 class VerifyingReader(io.RawIOBase):
     """Pass bytes through from ``stream`` and check their digest and size at end of stream.
 
@@ -90,12 +99,7 @@ class VerifyingReader(io.RawIOBase):
                 f"{self._name}: blob has {self._count} bytes but its descriptor records "
                 f"{self._size}; the image is truncated or corrupt, fetch or export it again"
             )
-        actual = self._hash.hexdigest()
-        if actual != self._expected.hex:
-            raise DigestMismatchError(
-                f"{self._name}: content digest is {self._expected.algorithm}:{actual}, expected "
-                f"{self._expected}; the image is corrupt, fetch or export it again"
-            )
+        check_digest(self._name, self._expected, self._hash.hexdigest())
 
     def drain(self) -> None:
         """Read to the end so that the digest is checked even if the caller stopped early."""

@@ -210,19 +210,31 @@ class _LayerTarStream:
         self._raw.close()
 
 
+@dataclass(frozen=True)
+class StoredRange:
+    """Where a blob's bytes lie as they are in a local file: ``size`` bytes from ``offset``."""
+
+    path: str
+    offset: int
+    size: int
+
+
 @dataclass
 class Layer:
     """One layer blob of an image.
 
     ``digest`` and ``size`` describe the stored blob; ``diff_id`` is the digest of its
     uncompressed tar. ``opener`` returns the raw stored bytes; it is None for a foreign layer
-    whose blob is not in the image (reading it then raises ImageFormatError).
+    whose blob is not in the image (reading it then raises ImageFormatError). ``stored`` says
+    where those bytes lie when they are a plain range of a local file, so that a reader may
+    read them in place; the opener stays the way to read them verified.
     """
 
     descriptor: Descriptor
     diff_id: Digest
     opener: BlobOpener | None
     name: str = ""
+    stored: StoredRange | None = None
 
     @property
     def digest(self) -> Digest:

@@ -115,7 +115,7 @@ def _load_layer(source: BlobSource, layer_id: str) -> Layer:
     kind = sniff(_blobs.read_head(opener))
     digest = diff_id if kind is Compression.NONE else _blobs.hash_blob(opener)
     descriptor = Descriptor(_blobs.DOCKER_LAYER_TYPES[kind], digest, source.size(path))
-    return Layer(descriptor, diff_id, opener, name=label)
+    return Layer(descriptor, diff_id, opener, name=label, stored=source.stored_range(path))
 
 
 def _config_from_v1(

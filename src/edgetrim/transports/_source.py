@@ -24,7 +24,7 @@ from edgetrim.errors import ImageFormatError, ImageNotFoundError, UnsafeLayerErr
 from edgetrim.fs.limits import ARCHIVE_SIZE_VARIABLE, LayerLimits
 from edgetrim.image.compression import Compression, decompress, sniff
 from edgetrim.image.digest import Digest
-from edgetrim.image.model import BlobOpener
+from edgetrim.image.model import BlobOpener, StoredRange
 from edgetrim.transports._json import MAX_JSON_BYTES, parse_json
 from edgetrim.transports._layout import blob_path
 
@@ -64,6 +64,10 @@ class BlobSource:
     def opener(self, name: str) -> BlobOpener:
         """Return a function that opens ``name`` for reading; raise if it does not exist."""
         raise NotImplementedError
+
+    def stored_range(self, name: str) -> StoredRange | None:
+        """Return where the bytes of the regular file ``name`` lie in a local file, if they do."""
+        return None
 
     def read_bytes(self, name: str, *, limit: int = MAX_JSON_BYTES) -> bytes:
         """Read a whole small file, raising ImageFormatError if it is missing or over ``limit``."""
@@ -114,6 +118,10 @@ class DirectorySource(BlobSource):
         if real is None:
             raise ImageFormatError(f"{self.describe(name)}: file is missing from the image")
         return lambda: open(real, "rb")  # noqa: SIM115 - the caller closes the stream
+
+    def stored_range(self, name: str) -> StoredRange | None:
+        real = self._resolve(name)
+        return None if real is None else StoredRange(real, 0, os.stat(real).st_size)
 
 
 class TarSource(BlobSource):
@@ -188,6 +196,10 @@ class TarSource(BlobSource):
         info = self._regular(name)
         path, offset, size = self.path, info.offset_data, info.size
         return lambda: _MemberReader(path, offset, size)  # type: ignore[return-value]
+
+    def stored_range(self, name: str) -> StoredRange | None:
+        info = self._regular(name)
+        return StoredRange(str(self.path), info.offset_data, info.size)
 
 
 class _MemberReader:

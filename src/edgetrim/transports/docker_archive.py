@@ -290,7 +290,7 @@ def _load_layer(
     # is used only when it matches the stored blob (for the media type and URLs).
     if claimed is not None and claimed.digest == digest and claimed.size == size:
         descriptor = claimed
-    return Layer(descriptor, diff_id, opener, name=label)
+    return Layer(descriptor, diff_id, opener, name=label, stored=source.stored_range(path))
 
 
 def write_docker_archive(image: Image, path: Path, *, repo_tags: Sequence[str] = ()) -> Digest:

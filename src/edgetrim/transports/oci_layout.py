@@ -330,7 +330,13 @@ def _layer(source: BlobSource, descriptor: Descriptor, diff_id: Digest, *, where
     name = blob_path(descriptor.digest)
     label = _blob_label(source, descriptor.digest)
     if source.exists(name):
-        return Layer(descriptor, diff_id, source.opener(name), name=label)
+        return Layer(
+            descriptor,
+            diff_id,
+            source.opener(name),
+            name=label,
+            stored=source.stored_range(name),
+        )
     if _blobs.is_foreign(descriptor.media_type) or descriptor.urls:
         return Layer(descriptor, diff_id, None, name=label)
     raise ImageFormatError(
