@@ -78,12 +78,12 @@ def test_workers_take_the_layers_in_place(fixtures_dir: Path, monkeypatch) -> No
     assert child_pids() == before
 
 
-def corrupt_copy(source: Path, tmp_path: Path, member_suffix: str = "layer.tar") -> Path:
+def corrupt_copy(source: Path, tmp_path: Path) -> Path:
     """Copy a docker archive and flip one byte inside a file's content in its first layer."""
     target = tmp_path / source.name
     shutil.copyfile(source, target)
     with tarfile.open(target) as outer:
-        layer = next(info for info in outer if info.name.endswith(member_suffix))
+        layer = next(info for info in outer if info.name.endswith("layer.tar"))
         with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
             member = next(info for info in inner if info.isreg() and info.size > 1000)
             position = layer.offset_data + member.offset_data + 500
@@ -107,16 +107,16 @@ def test_corrupt_layer_same_error(fixtures_dir: Path, tmp_path: Path, monkeypatc
 def test_archive_written_during_the_scan(fixtures_dir: Path, tmp_path: Path, monkeypatch) -> None:
     archive = tmp_path / "image.tar"
     shutil.copyfile(fixtures_dir / "dive" / "test-docker-image.tar", archive)
-    real_fill = stored.StoredLayers.fill_file_digests
+    real_verify = stored.StoredLayers.verify
 
-    def fill_then_write(self, stack):
-        real_fill(self, stack)
+    def write_then_verify(self):
         # Another program writes to the archive while the analysis runs: here the same byte
         # back, so only the file's change time tells.
         with open(archive, "r+b") as writer:
             writer.write(archive.read_bytes()[:1])
+        real_verify(self)
 
-    monkeypatch.setattr(stored.StoredLayers, "fill_file_digests", fill_then_write)
+    monkeypatch.setattr(stored.StoredLayers, "verify", write_then_verify)
     monkeypatch.setenv(WORKERS_VARIABLE, "2")
     changed = "the file changed while edgetrim read it"
     with (
@@ -130,7 +130,7 @@ def test_failure_mid_scan_stops_workers(fixtures_dir: Path, monkeypatch) -> None
     def fail(self, *args):
         raise ImageFormatError("stop here")
 
-    monkeypatch.setattr(stored.StoredLayers, "fill_file_digests", fail)
+    monkeypatch.setattr(stored.StoredLayers, "file_results", fail)
     monkeypatch.setenv(WORKERS_VARIABLE, "2")
     before = child_pids()
     with open_image(f"docker-archive:{fixtures_dir / 'dive' / 'test-docker-image.tar'}") as image:

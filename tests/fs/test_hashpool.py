@@ -48,9 +48,15 @@ def test_digests_of_many_ranges(data_file: tuple[Path, bytes], workers: int) -> 
     with StoredFile.open(str(path)) as file, HashPool([file.fd], workers) as pool:
         layer = pool.hash_layer(file.fd, 0, len(data))
         tickets = [pool.hash_file(file.fd, offset, length) for offset, length in ranges]
-        found = [pool.digest(ticket) for ticket in reversed(tickets)][::-1]
+        found = [pool.result(ticket) for ticket in reversed(tickets)][::-1]
         assert pool.digest(layer) == hashlib.sha256(data).hexdigest()
-    assert found == [hashlib.sha256(data[o : o + n]).hexdigest() for o, n in ranges]
+    assert [result.hex for result in found] == [
+        hashlib.sha256(data[o : o + n]).hexdigest() for o, n in ranges
+    ]
+    # The first 32 bytes of each range, padded with zero bytes where a range is shorter.
+    assert [result.head for result in found] == [
+        data[o : o + min(n, 32)].ljust(32, b"\0") for o, n in ranges
+    ]
     assert child_pids() == before
 
 

@@ -247,6 +247,35 @@ def test_read_head_and_offset(
         assert len(big) - 2 * chunk_size < skipping.skipped < len(data)
 
 
+@pytest.mark.parametrize("chunk_size", [700, 4096, CHUNK_SIZE])
+def test_content_at_once_or_streamed(chunk_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        safetar, "BlockingChunks", functools.partial(BlockingChunks, chunk_size=chunk_size)
+    )
+    data = tricky_tars.many_small_files(120)
+    at_once = streamed = 0
+    found = []
+    for item in LayerReader(io.BytesIO(data), layer_index=0, layer_name="l"):
+        if isinstance(item, TarMember) and item.entry.is_regular:
+            view = item.content_at_once()
+            if view is None:
+                streamed += 1
+                out = io.BytesIO()
+                item.read_content(out)
+                found.append((item.entry.path, out.getvalue()))
+            else:
+                at_once += 1
+                found.append((item.entry.path, bytes(view)))
+                # Taken once: the content is not handed out a second time.
+                with pytest.raises(ValueError, match="was read already"):
+                    item.read_content()
+    assert found == tar_contents(data)
+    assert at_once > 0
+    if chunk_size < 2000:
+        # Files larger than a chunk never fit in one.
+        assert streamed > 0
+
+
 def test_skip_past_the_end_is_truncation() -> None:
     data = build_tar(reg("big", b"x" * 100_000))[:20_000]
     reader = LayerReader(SkippingStream(data), layer_index=0, layer_name="l")

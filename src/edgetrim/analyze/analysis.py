@@ -87,12 +87,14 @@ def analyze_image(image: Image, *, source: str = "") -> ImageAnalysis:
         packages, owner = _read_packages(scan, visible, notes)
         languages = unused.configured_languages(image.config.env)
         kinds = _likely_unused(visible, owner, languages)
-        duplicates, duplicate_copies = _duplicates(stack, visible, kinds)
-        copies = _copy_reports(stack, visible, kinds, duplicate_copies, owner)
-
         history, history_note = layer_history(image.config.history, len(image.layers))
         if history_note:
             notes.append(history_note)
+
+        # The steps above need no digests, so they ran while workers were still hashing.
+        scan.wait_for_copies()
+        duplicates, duplicate_copies = _duplicates(stack, visible, kinds)
+        copies = _copy_reports(stack, visible, kinds, duplicate_copies, owner)
         layers = _layer_reports(image, scan, history, copies)
         waste = _summary(copies)
 

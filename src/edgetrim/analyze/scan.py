@@ -14,9 +14,11 @@ thread reads the layer and verifies it.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from edgetrim.analyze.stack import LayerChanges, LayerStack, StoredCopy
@@ -60,12 +62,20 @@ class ScanResult:
     """The output of one read of every layer: the replayed stack, layer stats and kept files.
 
     ``kept`` maps a stored copy id to the full content of that copy, for the files that
-    :data:`_KEPT_FILES` matches.
+    :data:`_KEPT_FILES` matches. The digest and ELF type of a copy that a worker process hashes
+    are set by :meth:`wait_for_copies`; until then they are empty.
     """
 
     stack: LayerStack
     layers: list[LayerStats]
     kept: dict[int, bytes] = field(default_factory=dict)
+    _pending: Callable[[], None] | None = field(default=None, repr=False)
+
+    def wait_for_copies(self) -> None:
+        """Wait until every stored copy has its digest and ELF type."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending()
 
 
 class _ContentSink:
@@ -94,8 +104,10 @@ def scan_image(image: Image) -> Iterator[ScanResult]:
 
     Each layer is verified against its digest and diff ID. For layers that worker processes
     hash (see :class:`StoredLayers`), that check completes when the block ends normally, so
-    the caller can analyze meanwhile and must not report before. Raises ImageFormatError or
-    UnsafeLayerError naming the layer when one is corrupt or hostile.
+    the caller can analyze meanwhile and must not report before. The caller calls
+    :meth:`ScanResult.wait_for_copies` before it reads digests or ELF types, and can work on
+    the rest first. Raises ImageFormatError or UnsafeLayerError naming the layer when one is
+    corrupt or hostile.
     """
     stack = LayerStack()
     result = ScanResult(stack=stack, layers=[])
@@ -103,9 +115,17 @@ def scan_image(image: Image) -> Iterator[ScanResult]:
         for index, layer in enumerate(image.layers):
             log.info("reading layer %d of %d (%s)", index + 1, len(image.layers), layer.label)
             result.layers.append(_scan_layer(layer, index, result, stored))
-        stored.fill_file_digests(stack)
+        result._pending = functools.partial(_take_worker_results, stored, stack)
         yield result
+        result.wait_for_copies()
         stored.verify()
+
+
+def _take_worker_results(stored: StoredLayers, stack: LayerStack) -> None:
+    for copy_id, found in stored.file_results():
+        copy = stack.copies[copy_id]
+        copy.digest = found.hex
+        copy.elf_type = _elf_type(found.head[: copy.size])
 
 
 def _scan_layer(layer: Layer, index: int, result: ScanResult, stored: StoredLayers) -> LayerStats:
@@ -152,17 +172,17 @@ def _scan_layer(layer: Layer, index: int, result: ScanResult, stored: StoredLaye
 
 
 def _hand_over_file(item: TarMember, layer: int, result: ScanResult, place: StoredPlace) -> int:
-    """Leave a large file's hashing to a worker; return its stored copy id.
+    """Leave a large file to a worker, which returns its digest and head; return its copy id.
 
-    Files whose content is kept are read here, since their bytes are needed.
+    Files whose content is kept are read here, since their bytes are needed. The iteration
+    passes over the content of the others without reading it.
     """
     entry = item.entry
     path = entry.path
     if path.startswith(_KEPT_PREFIXES) and _KEPT_FILES.match(path) is not None:
         return _read_file(item, layer, result)
-    head = item.read_head(_HEAD_SIZE)
-    copy_id = result.stack.add_copy(StoredCopy(layer, path, entry.size, "", _elf_type(head)))
-    place.hash_file(copy_id, item.offset, entry.size)  # type: ignore[arg-type]
+    copy_id = result.stack.add_copy(StoredCopy(layer, path, entry.size, ""))
+    place.hash_file(copy_id, path, item.offset, entry.size)  # type: ignore[arg-type]
     return copy_id
 
 
@@ -171,13 +191,20 @@ def _read_file(item: TarMember, layer: int, result: ScanResult) -> int:
     entry = item.entry
     path = entry.path
     keep = path.startswith(_KEPT_PREFIXES) and _KEPT_FILES.match(path) is not None
-    sink = _ContentSink(keep)
-    digest = item.read_content(sink)  # type: ignore[arg-type]
-    copy_id = result.stack.add_copy(
-        StoredCopy(layer, path, entry.size, digest, _elf_type(sink.head))
-    )
+    view = item.content_at_once()
+    if view is not None:
+        # The usual case for small files: one hash call, without a generator or a sink.
+        digest = entry.digest = hashlib.sha256(view).hexdigest()
+        head = bytes(view[:_HEAD_SIZE])
+        content = bytes(view) if keep else b""
+    else:
+        sink = _ContentSink(keep)
+        digest = item.read_content(sink)  # type: ignore[arg-type]
+        head = sink.head
+        content = b"".join(sink.parts)
+    copy_id = result.stack.add_copy(StoredCopy(layer, path, entry.size, digest, _elf_type(head)))
     if keep:
-        result.kept[copy_id] = b"".join(sink.parts)
+        result.kept[copy_id] = content
     return copy_id
 
 

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from types import TracebackType
 
-from edgetrim.analyze.stack import LayerStack
 from edgetrim.errors import ImageFormatError
-from edgetrim.fs.hashpool import HashPool, RangeReadError, RangeStream, StoredFile, default_workers
+from edgetrim.fs.hashpool import (
+    HashPool,
+    HashWorkerError,
+    RangeDigest,
+    RangeReadError,
+    RangeStream,
+    StoredFile,
+    default_workers,
+)
 from edgetrim.image.compression import Compression, sniff
 from edgetrim.image.digest import check_digest
 from edgetrim.image.model import Image, Layer
@@ -24,8 +32,8 @@ log = logging.getLogger(__name__)
 
 # Enough leading bytes to tell every compression edgetrim reads from a tar.
 _SNIFF_BYTES = 8
-# Below this many bytes of qualifying layers, starting the workers (about 20 ms of CPU time
-# each) costs more than they save, and the image is read in this process.
+# Below this many bytes of qualifying layers, starting the workers costs more than they save
+# (an estimate: a worker's start takes about 20 ms of CPU time), so the image is read here.
 MIN_BYTES = 32 << 20
 
 
@@ -43,10 +51,10 @@ class StoredPlace:
         """Return a stream of the layer tar, read in place."""
         return RangeStream(self._file.fd, self._offset, self._size)
 
-    def hash_file(self, copy_id: int, offset: int, size: int) -> None:
+    def hash_file(self, copy_id: int, path: str, offset: int, size: int) -> None:
         """Have a worker hash ``size`` bytes at ``offset`` of the layer tar as copy ``copy_id``."""
         ticket = self._owner.pool.hash_file(self._file.fd, self._offset + offset, size)
-        self._owner.file_jobs.append((copy_id, ticket, self._label))
+        self._owner.file_jobs.append((copy_id, ticket, f"{self._label}: the content of {path}"))
 
 
 class StoredLayers:
@@ -114,43 +122,44 @@ class StoredLayers:
         self._layer_jobs.append((layer, self.pool.hash_layer(file.fd, offset, size)))
         return StoredPlace(self, file, offset, size, layer.label)
 
-    def fill_file_digests(self, stack: LayerStack) -> None:
-        """Wait for the digests of the files handed to workers and store them in ``stack``."""
-        if self._pool is None:
-            return
-        for copy_id, ticket, label in self.file_jobs:
-            copy = stack.copies[copy_id]
-            try:
-                copy.digest = self._pool.digest(ticket)
-            except RangeReadError as exc:
-                raise ImageFormatError(
-                    f"{label}: the content of {copy.path} could not be read again ({exc}); "
-                    "run again when nothing writes to the image"
-                ) from None
+    def file_results(self) -> Iterator[tuple[int, RangeDigest]]:
+        """Wait for the files handed to workers: yield each copy id with its digest and head."""
+        for copy_id, ticket, subject in self.file_jobs:
+            yield copy_id, self._result(ticket, subject)
         self.file_jobs.clear()
 
     def verify(self) -> None:
         """Check each qualifying layer against its digest, and that no file changed meanwhile."""
-        if self._pool is None:
-            return
-        actual = []
-        for layer, ticket in self._layer_jobs:
-            try:
-                actual.append((layer, self._pool.digest(ticket)))
-            except RangeReadError as exc:
-                raise ImageFormatError(
-                    f"{layer.label}: the layer could not be read again ({exc}); "
-                    "run again when nothing writes to the image"
-                ) from None
+        actual = [
+            (layer, self._result(ticket, f"{layer.label}: the layer").hex)
+            for layer, ticket in self._layer_jobs
+        ]
         # A change explains a mismatch, so it is reported first.
+        self._check_unchanged()
+        for layer, digest in actual:
+            check_digest(layer.label, layer.digest, digest)
+
+    def _result(self, ticket: int, subject: str) -> RangeDigest:
+        try:
+            return self.pool.result(ticket)
+        except RangeReadError as exc:
+            self._check_unchanged()
+            raise ImageFormatError(
+                f"{subject} could not be read again ({exc}); "
+                "run again when nothing writes to the image"
+            ) from None
+        except HashWorkerError:
+            # A file truncated under a worker's mapping stops the worker with SIGBUS.
+            self._check_unchanged()
+            raise
+
+    def _check_unchanged(self) -> None:
         for file in self._files.values():
             if file.changed():
                 raise ImageFormatError(
                     f"{file.path}: the file changed while edgetrim read it; "
                     "run again when nothing writes to it"
                 )
-        for layer, digest in actual:
-            check_digest(layer.label, layer.digest, digest)
 
     def __enter__(self) -> StoredLayers:
         return self

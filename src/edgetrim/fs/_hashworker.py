@@ -20,8 +20,9 @@ import sys
 
 # kind, file descriptor, ticket, offset, length.
 JOB = struct.Struct("<BxxxIQQQ")
-# kind, ticket, digest or error number.
-RESULT = struct.Struct("<BxxxxxxxQ32s")
+# kind, ticket, digest or error number, and the range's first bytes (fewer if it is shorter).
+RESULT = struct.Struct("<BxxxxxxxQ32s32s")
+HEAD_SIZE = 32
 FILE_JOB = 1
 LAYER_JOB = 2
 DIGEST = 1
@@ -32,7 +33,7 @@ STEP = 8 << 20
 
 
 class _Job:
-    __slots__ = ("fd", "ticket", "offset", "left", "hasher")
+    __slots__ = ("fd", "ticket", "offset", "left", "hasher", "head")
 
     def __init__(self, fd: int, ticket: int, offset: int, length: int):
         self.fd = fd
@@ -40,6 +41,7 @@ class _Job:
         self.offset = offset
         self.left = length
         self.hasher = hashlib.sha256()
+        self.head = b""
 
 
 class _Worker:
@@ -79,11 +81,15 @@ class _Worker:
                 # Mapping past the end would fault when the bytes are touched.
                 raise EOFError
             start = job.offset - job.offset % mmap.ALLOCATIONGRANULARITY
-            with mmap.mmap(
-                job.fd, job.offset + size - start, offset=start, access=mmap.ACCESS_READ
-            ) as window:
-                with memoryview(window) as view:
-                    job.hasher.update(view[job.offset - start :])
+            with (
+                mmap.mmap(
+                    job.fd, job.offset + size - start, offset=start, access=mmap.ACCESS_READ
+                ) as window,
+                memoryview(window) as view,
+            ):
+                if not job.head:
+                    job.head = bytes(view[job.offset - start : job.offset - start + HEAD_SIZE])
+                job.hasher.update(view[job.offset - start :])
             job.offset += size
             job.left -= size
             limit -= size
@@ -107,11 +113,12 @@ class _Worker:
         try:
             if not self.step(job, limit):
                 return False
-            record = RESULT.pack(DIGEST, job.ticket, job.hasher.digest())
+            record = RESULT.pack(DIGEST, job.ticket, job.hasher.digest(), job.head)
         except EOFError:
-            record = RESULT.pack(FAILED, job.ticket, (0).to_bytes(32, "little"))
+            record = RESULT.pack(FAILED, job.ticket, (0).to_bytes(32, "little"), b"")
         except OSError as exc:
-            record = RESULT.pack(FAILED, job.ticket, (exc.errno or 0).to_bytes(32, "little"))
+            errno = (exc.errno or 0).to_bytes(32, "little")
+            record = RESULT.pack(FAILED, job.ticket, errno, b"")
         job.left = 0
         _write_all(record)
         return True

@@ -3,9 +3,9 @@
 ``edgetrim analyze`` hashes every file of an image and checks every layer digest: two sha256
 passes over the image's bytes. In one Python process those passes share a core with the tar
 parsing, and threads contend for the GIL between calls. When a layer is a plain range of a
-local file, as in a ``docker save`` archive or an OCI layout, the parser here only tells worker
-processes where each large file and each whole layer lies, and they read and hash the bytes
-themselves. The worker (:mod:`edgetrim.fs._hashworker`) is a separate interpreter that imports
+local file, as in a ``docker save`` archive or an OCI layout, the parser sends worker processes
+the offset and length of each large file and of each whole layer, and they read and hash those
+bytes themselves. The worker (:mod:`edgetrim.fs._hashworker`) is a separate interpreter that imports
 only the standard library.
 
 Each job goes to the worker with the fewest bytes assigned so far. Workers hash file jobs before
@@ -67,6 +67,14 @@ def default_workers() -> int:
         return max(count, 0)
     cpus = len(os.sched_getaffinity(0))
     return 0 if cpus < 2 else min(cpus, MAX_WORKERS)
+
+
+@dataclass(frozen=True)
+class RangeDigest:
+    """The sha256 of a range, in hex, and the range's first bytes (up to 32, zero-padded)."""
+
+    hex: str
+    head: bytes
 
 
 @dataclass(frozen=True)
@@ -179,8 +187,8 @@ class _Worker:
         self._batch_bytes = 0
         return data
 
-    def receive(self) -> list[tuple[int, int, bytes]]:
-        """Read the results that have arrived: (kind, ticket, payload) each."""
+    def receive(self) -> list[tuple[int, int, bytes, bytes]]:
+        """Read the results that have arrived: (kind, ticket, payload, head) each."""
         try:
             data = os.read(self.output, 1 << 16)
         except BlockingIOError:
@@ -229,7 +237,7 @@ class HashPool:
             self.close(kill=True)
             raise
         self._next_ticket = 0
-        self._results: dict[int, bytes | RangeReadError] = {}
+        self._results: dict[int, RangeDigest | RangeReadError] = {}
 
     def __enter__(self) -> HashPool:
         return self
@@ -260,8 +268,8 @@ class HashPool:
             if data:
                 self._send(worker, data)
 
-    def digest(self, ticket: int) -> str:
-        """Return the hex digest for ``ticket``, waiting for it if need be.
+    def result(self, ticket: int) -> RangeDigest:
+        """Return the digest and first bytes for ``ticket``, waiting for them if need be.
 
         Raises RangeReadError if the worker could not read the range, and HashWorkerError if
         a worker stopped.
@@ -273,7 +281,11 @@ class HashPool:
         result = self._results.pop(ticket)
         if isinstance(result, RangeReadError):
             raise result
-        return result.hex()
+        return result
+
+    def digest(self, ticket: int) -> str:
+        """Return the hex digest for ``ticket``; see :meth:`result`."""
+        return self.result(ticket).hex
 
     def _send(self, worker: _Worker, data: bytes) -> None:
         """Write ``data`` to ``worker``, reading results meanwhile so that neither side blocks."""
@@ -295,9 +307,9 @@ class HashPool:
         readable, _, _ = select.select(readers, writers, [])
         for worker in self._workers:
             if worker.output in readable:
-                for kind, ticket, payload in worker.receive():
+                for kind, ticket, payload, head in worker.receive():
                     if kind == protocol.DIGEST:
-                        self._results[ticket] = payload
+                        self._results[ticket] = RangeDigest(payload.hex(), head)
                     else:
                         self._results[ticket] = RangeReadError(int.from_bytes(payload, "little"))
 

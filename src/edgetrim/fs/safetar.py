@@ -109,7 +109,7 @@ class TarMember:
     content as they are (not for sparse members); otherwise it is None.
     """
 
-    __slots__ = ("entry", "offset", "_content", "_layer_name", "_readable")
+    __slots__ = ("entry", "offset", "_content", "_layer_name", "_readable", "_stream")
 
     def __init__(
         self,
@@ -117,12 +117,27 @@ class TarMember:
         content: ContentReader,
         layer_name: str,
         offset: int | None = None,
+        stream: TarStream | None = None,
     ):
         self.entry = entry
         self.offset = offset
         self._content = content
         self._layer_name = layer_name
         self._readable = True
+        self._stream = stream
+
+    def content_at_once(self) -> memoryview | None:
+        """Return a regular file's whole content as one view, if the reader has it at hand.
+
+        That is the case for most small files. The view is valid until the iteration moves on.
+        Returns None, reading nothing, otherwise; :meth:`read_content` then reads the file.
+        """
+        if self._stream is None or not self._readable:
+            return None
+        view = self._stream.content_at_once(self.entry.size)
+        if view is not None:
+            self._start_reading()
+        return view
 
     def read_content(self, out: ContentSink | None = None) -> str:
         """Stream a regular file's content into ``out`` (or nowhere) and hash it with sha256.
@@ -312,6 +327,7 @@ class LayerReader:
                     functools.partial(tar.content, header.size),
                     layer_name,
                     tar.position if found.is_regular else None,
+                    tar,
                 )
                 yield member
                 member._close()

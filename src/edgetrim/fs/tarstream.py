@@ -214,6 +214,19 @@ class TarStream:
         while self._refill():
             pass
 
+    def content_at_once(self, size: int) -> memoryview | None:
+        """Take the next ``size`` bytes as one slice if the current chunk holds them all.
+
+        Returns None, taking nothing, if it does not. The slice is valid until the next chunk.
+        """
+        end = self._pos + size
+        if end > len(self._view) or size < 0:
+            return None
+        start = self._pos
+        self._pos = end
+        self._data_left -= size
+        return self._view[start:end]
+
     def content(self, size: int) -> Iterator[memoryview]:
         """Yield the next ``size`` bytes as slices that are valid until the next one is taken.
 
