@@ -294,3 +294,95 @@ def test_schema_file_is_in_the_package():
         Path(__file__).resolve().parents[2] / "src/edgetrim/analyze/schema/analyze-v1.json"
     )
     assert json.loads(schema_path.read_text()) == load_schema()
+
+
+def _analysis_with_large_layers(dive_ref: str, *, mixed_compression: bool):
+    """The dive image's analysis, with sizes and counts as wide as a large image has."""
+    import dataclasses
+
+    from edgetrim.analyze import analyze_image
+    from edgetrim.transports import open_image
+
+    with open_image(dive_ref) as image:
+        analysis = analyze_image(image, source=dive_ref)
+    layers = [
+        dataclasses.replace(
+            layer,
+            index=layer.index + 100,
+            blob_bytes=174_300_000,
+            compressed=mixed_compression and layer.index % 2 == 0,
+            uncompressed_bytes=468_300_000,
+            content_bytes=168_300_000,
+            files=123_456,
+            bytes_by_category={**layer.bytes_by_category, "overwritten": 999_900_000},
+        )
+        for layer in analysis.layers
+    ]
+    return dataclasses.replace(analysis, layers=layers)
+
+
+@pytest.mark.parametrize("mixed_compression", [False, True])
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_layers_table_fits_width(dive_ref, width, mixed_compression):
+    import io
+
+    from rich.console import Console
+
+    from edgetrim.analyze.report_text import render_image
+
+    analysis = _analysis_with_large_layers(dive_ref, mixed_compression=mixed_compression)
+    console = Console(file=io.StringIO(), width=width)
+    render_image(console, analysis, top=5)
+    output = console.file.getvalue()
+    lines = output.splitlines()
+    assert max(len(line) for line in lines) <= width
+    rows = [line for line in lines if line.startswith("│ 1")]
+    assert len(rows) == len(analysis.layers)
+    for layer, row in zip(analysis.layers, rows, strict=True):
+        cells = [cell.strip() for cell in row.strip("│").split("│")]
+        assert cells[0] == str(layer.index)
+        for number in ("174.3 MB", "468.3 MB", "123,456", "168.3 MB", "999.9 MB"):
+            assert number in cells, row
+        numbers = [cell for cell in cells if not cell.startswith("/bin/sh")]
+        assert "…" not in "".join(numbers), row
+    if width >= 100 or not mixed_compression:
+        # The history entry shrinks to fit, but stays.
+        assert "created by" in output
+        assert "/bin/sh -c" in output
+
+
+def test_toolchain_title_says_top_n(dive_ref):
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from edgetrim.analyze.report_text import render_image
+    from edgetrim.analyze.result import PackageReport, PackageSummary
+
+    analysis = _analysis_with_large_layers(dive_ref, mixed_compression=False)
+    packages = [
+        PackageReport(f"gcc-{n}", "1.0", "amd64", 1, 1, 1000 - n, toolchain=True) for n in range(3)
+    ]
+    analysis = dataclasses.replace(analysis, packages=PackageSummary("dpkg", packages))
+    for top, title in ((2, "Toolchain packages (top 2 of 3)"), (3, "Toolchain packages")):
+        console = Console(file=io.StringIO(), width=120)
+        render_image(console, analysis, top=top)
+        output = console.file.getvalue()
+        assert title in output
+        assert "Toolchain packages (top 3" not in output
+
+
+def test_json_policy_bytes_are_integers(dive_ref):
+    result = edgetrim(
+        "analyze", "--json", "--fail-if", "wasted_bytes > 1.5kB", "--fail-if", "wasted_bytes > 2%",
+        dive_ref,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, load_schema())
+    outcomes = document["policy"]["outcomes"]
+    assert [outcome["limit"] for outcome in outcomes] == [1500, 24411]  # 2% of 1,220,598
+    assert '"value": 57645,' in result.stdout
+    assert '"limit": 1500,' in result.stdout
+    assert ".0," not in result.stdout

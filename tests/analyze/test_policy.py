@@ -99,3 +99,35 @@ def test_evaluate_on_known_image():
     assert "3 rule(s) failed" in str(error.value)
     assert "'wasted_bytes > 59B'" in str(error.value)
     check(outcomes[1:2])  # a passing rule raises nothing
+
+
+def test_byte_limits_are_whole_bytes():
+    # 100 bytes stored: 60 deleted by the whiteout, 40 in use.
+    image = make_image(
+        layer_tar(file("big", b"b" * 60), file("small", b"s" * 40)), layer_tar(whiteout("big"))
+    )
+    analysis = analyze_image(image)
+    # Each limit is rounded the way that keeps the verdict of the exact limit.
+    cases = [
+        ("deleted_bytes > 59.5%", 59, True),
+        ("deleted_bytes <= 59.5%", 59, False),
+        ("deleted_bytes < 60.5%", 61, True),
+        ("deleted_bytes >= 60.5%", 61, False),
+        ("deleted_bytes == 60.4%", 60, True),
+        # 0.29 * 100 is 28.999999999999996 in floats, but the limit is exactly 29 bytes.
+        ("wasted_bytes > 29%", 29, True),
+        ("wasted_bytes > 0.0595kB", 59, True),
+    ]
+    outcomes = evaluate([parse_rule(text) for text, _, _ in cases], [analysis])
+    for (text, limit, failed), outcome in zip(cases, outcomes, strict=True):
+        assert type(outcome.limit) is int, text
+        assert type(outcome.value) is int, text
+        assert outcome.limit == limit, text
+        assert outcome.failed is failed, text
+
+
+def test_plain_number_limits_unchanged():
+    image = make_image(layer_tar(file("small", b"s" * 40)))
+    outcome = evaluate([parse_rule("efficiency < 0.9")], [analyze_image(image)])[0]
+    assert outcome.limit == pytest.approx(0.9)
+    assert outcome.value == pytest.approx(1.0)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edgetrim.errors import InvalidReferenceError
+from edgetrim.errors import ImageNotFoundError, InvalidReferenceError
 from edgetrim.transports import Transport, parse_reference
-from edgetrim.transports.reference import SUPPORTED_FORMS, normalize_docker_name
+from edgetrim.transports.reference import SUPPORTED_FORMS, check_source, normalize_docker_name
 
 IMAGE_ID = "sha256:" + "ab" * 32
 
@@ -90,3 +90,58 @@ def test_normalize_keeps_registry_port() -> None:
     assert normalize_docker_name("localhost:5000/whiteout") == "localhost:5000/whiteout:latest"
     assert normalize_docker_name("docker.io/busybox") == "busybox:latest"
     assert normalize_docker_name("quay.io/org/app:v2") == "quay.io/org/app:v2"
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestions"),
+    [
+        ("docker-archve:/tmp/image.tar", ["docker-archive:/tmp/image.tar"]),
+        ("Docker-Archive:image.tar:app:1", ["docker-archive:image.tar:app:1"]),
+        ("docker-deamon:python-http:latest", ["docker-daemon:python-http:latest"]),
+        ("oci-archve:image.tar:v1", ["oci-archive:image.tar:v1"]),
+        ("oc:/srv/layout", ["oci:/srv/layout"]),
+        ("dokcer://127.0.0.1:5000/app:1", ["docker://127.0.0.1:5000/app:1"]),
+        ("dokcer:127.0.0.1:5000/app:1", ["docker://127.0.0.1:5000/app:1"]),
+        ("python-http:latest", ["docker-daemon:python-http:latest"]),
+        ("/tmp/image.tar", ["docker-archive:/tmp/image.tar", "oci-archive:/tmp/image.tar"]),
+        ("busybox", ["docker-daemon:busybox"]),
+        ("/tmp/folder", []),
+        ("ftp:/tmp/x", []),
+    ],
+)
+def test_transport_suggestion_parses(text: str, suggestions: list[str]) -> None:
+    with pytest.raises(InvalidReferenceError) as caught:
+        parse_reference(text)
+    message = str(caught.value)
+    if suggestions:
+        assert f"did you mean {' or '.join(suggestions)}? " in message
+    else:
+        assert "did you mean" not in message
+    for suggestion in suggestions:
+        # A suggestion replaces the mistyped prefix, so it parses and names the same path.
+        reference = parse_reference(suggestion)
+        assert str(reference) == suggestion
+
+
+@pytest.mark.parametrize(
+    ("transport", "message"),
+    [
+        ("docker-archive", "no such file; check the path of the docker archive"),
+        ("oci-archive", "no such file; check the path of the OCI archive"),
+        ("oci", "no such folder; check the path of the OCI layout"),
+    ],
+)
+def test_check_source_missing_path(tmp_path: Path, transport: str, message: str) -> None:
+    text = f"{transport}:{tmp_path / 'absent'}"
+    with pytest.raises(ImageNotFoundError) as caught:
+        check_source(text)
+    assert str(caught.value) == f"{text}: {message}"
+
+
+def test_check_source_existing_path(tmp_path: Path) -> None:
+    (tmp_path / "image.tar").write_bytes(b"")
+    assert check_source(f"docker-archive:{tmp_path / 'image.tar'}").path == tmp_path / "image.tar"
+    assert check_source(f"oci:{tmp_path}").path == tmp_path
+    # References without a local path are checked only when the image is read.
+    assert check_source("docker-daemon:busybox").path is None
+    assert check_source("docker://127.0.0.1:5000/app:1").path is None

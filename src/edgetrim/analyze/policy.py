@@ -10,11 +10,13 @@ knows nothing of rules: :func:`evaluate` only reads a finished :class:`ImageAnal
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from edgetrim.analyze.result import ImageAnalysis
@@ -80,19 +82,36 @@ class PolicyFailedError(EdgetrimError):
 
 @dataclass(frozen=True)
 class Rule:
-    """One parsed rule. ``percent`` means ``threshold`` is a fraction of ``stored_bytes``."""
+    """One parsed rule. ``percent`` means ``threshold`` is a fraction of ``stored_bytes``.
+
+    ``exact_threshold`` is the same value as a fraction, without float rounding, from which
+    a byte metric's limit is computed.
+    """
 
     text: str
     metric: str
     op: str
     threshold: float
     percent: bool = False
+    exact_threshold: Fraction | None = None
 
     def limit_for(self, analysis: ImageAnalysis) -> float:
-        """Return the threshold in the metric's own unit for this image."""
+        """Return the threshold in the metric's own unit for this image.
+
+        A byte metric's limit is a whole number of bytes, rounded so that the rule gives the
+        same verdict as the exact limit: ``> 500.5`` becomes ``> 500`` and ``< 500.5``
+        becomes ``< 501``. ``==`` and ``!=`` compare with the nearest whole byte.
+        """
+        if METRICS[self.metric][0] != _BYTES:
+            return self.threshold
+        limit = Fraction(self.threshold) if self.exact_threshold is None else self.exact_threshold
         if self.percent:
-            return self.threshold * analysis.waste.stored_bytes
-        return self.threshold
+            limit *= analysis.waste.stored_bytes
+        if self.op in (">", "<="):
+            return math.floor(limit)
+        if self.op in ("<", ">="):
+            return math.ceil(limit)
+        return round(limit)
 
 
 @dataclass(frozen=True)
@@ -121,23 +140,25 @@ def parse_rule(text: str) -> Rule:
             + ", ".join(sorted(METRICS))
         )
     kind = METRICS[metric][0]
-    value = float(match["number"])
+    number = Fraction(match["number"])
+    value = float(number)
     unit = match["unit"]
     if unit is None:
-        return Rule(text, metric, match["op"], value)
+        return Rule(text, metric, match["op"], value, exact_threshold=number)
     if kind != _BYTES:
         raise InvalidOptionError(
             f"invalid rule {text!r}: {metric} is a plain number and takes no unit {unit!r}"
         )
     if unit == "%":
-        return Rule(text, metric, match["op"], value / 100, percent=True)
+        fraction = number / 100
+        return Rule(text, metric, match["op"], float(fraction), True, fraction)
     factor = _UNITS.get(unit.lower())
     if factor is None:
         raise InvalidOptionError(
             f"invalid rule {text!r}: unknown unit {unit!r}; use B, kB, MB, GB, TB, "
             "KiB, MiB, GiB, TiB or %"
         )
-    return Rule(text, metric, match["op"], value * factor)
+    return Rule(text, metric, match["op"], value * factor, exact_threshold=number * factor)
 
 
 def load_rules(path: Path) -> list[Rule]:
@@ -170,7 +191,9 @@ def evaluate(rules: list[Rule], analyses: list[ImageAnalysis]) -> list[RuleOutco
     outcomes: list[RuleOutcome] = []
     for analysis in analyses:
         for rule in rules:
-            value = float(METRICS[rule.metric][1](analysis))
+            kind, measure = METRICS[rule.metric]
+            # Byte counts stay integers, so that the JSON report prints 6127034, not 6127034.0.
+            value = int(measure(analysis)) if kind == _BYTES else float(measure(analysis))
             limit = rule.limit_for(analysis)
             failed = _OPERATORS[rule.op](value, limit)
             outcomes.append(RuleOutcome(rule, analysis.source, value, limit, failed))

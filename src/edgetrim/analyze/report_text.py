@@ -6,6 +6,7 @@ not a terminal, so the same report reads well in a shell and in a CI log.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -20,6 +21,9 @@ _CATEGORY_STYLE = {
     Category.DUPLICATE: "yellow",
     Category.LIKELY_UNUSED: "cyan",
 }
+# Below this width, the Layers table leaves out the created by column, whose text would be
+# mostly an ellipsis.
+_MIN_CREATED_BY_WIDTH = 8
 
 
 def format_bytes(size: float) -> str:
@@ -96,24 +100,62 @@ def _summary(console: Console, analysis: ImageAnalysis) -> None:
 
 
 def _layers(console: Console, analysis: ImageAnalysis) -> None:
-    table = Table(title="Layers", title_justify="left")
-    for name in ("#", "blob", "compressed", "uncompressed", "files", "content", "wasted"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    table.add_column("created by", overflow="ellipsis", no_wrap=True, max_width=48)
+    """Print one row per layer, with every number in full and the history entry cut to fit.
+
+    The numbers stay whole in any output at least as wide as their columns: about 64
+    columns, or 77 with the compressed column. That column appears only when some layers
+    are compressed and others are not, because the summary's blob label already states a
+    shared compression.
+    """
+    compressed = {layer.compressed for layer in analysis.layers}
+    headers = ["#", "blob", "uncompressed", "files", "content", "wasted"]
+    if len(compressed) > 1:
+        headers.insert(2, "compressed")
+    rows: list[list[str]] = []
+    commands: list[str] = []
     for layer in analysis.layers:
         counts = layer.bytes_by_category
         wasted = counts["overwritten"] + counts["deleted"] + counts["duplicate"]
-        table.add_row(
+        row = [
             str(layer.index),
             format_bytes(layer.blob_bytes),
-            "yes" if layer.compressed else "no",
             format_bytes(layer.uncompressed_bytes),
             f"{layer.files:,}",
             format_bytes(layer.content_bytes),
             format_bytes(wasted),
-            " ".join(layer.created_by.split()) or "-",
-        )
+        ]
+        if len(compressed) > 1:
+            row.insert(2, "yes" if layer.compressed else "no")
+        rows.append(row)
+        commands.append(" ".join(layer.created_by.split()) or "-")
+
+    widths = [
+        max(cell_len(text) for text in [header, *(row[index] for row in rows)])
+        for index, header in enumerate(headers)
+    ]
+    room = console.width - _table_width(widths + [0])
+    table = Table(title="Layers", title_justify="left")
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, justify="right", no_wrap=True, min_width=width)
+    if room >= _MIN_CREATED_BY_WIDTH:
+        table.add_column("created by", overflow="ellipsis", no_wrap=True, max_width=room)
+        for row, command in zip(rows, commands, strict=True):
+            table.add_row(*row, command)
+    else:
+        for row in rows:
+            table.add_row(*row)
     console.print(table)
+    if room < _MIN_CREATED_BY_WIDTH:
+        needed = console.width - room + _MIN_CREATED_BY_WIDTH
+        console.print(
+            f"note: the Layers table leaves out created by, which needs {needed} columns and "
+            f"the output has {console.width}; --json lists each layer's created_by"
+        )
+
+
+def _table_width(widths: list[int]) -> int:
+    """Return the width of a rich Table with the default box and padding, from its columns'."""
+    return sum(widths) + 2 * len(widths) + len(widths) + 1
 
 
 def _hidden(console: Console, analysis: ImageAnalysis, top: int) -> None:
@@ -183,7 +225,10 @@ def _packages(console: Console, analysis: ImageAnalysis, top: int) -> None:
         f"{format_bytes(sum(package.bytes for package in toolchain))}"
     )
     sections = [(f"Largest packages (top {top})", summary.packages[:top])]
-    sections.append(("Toolchain packages", toolchain[:top]))
+    if len(toolchain) > top:
+        sections.append((f"Toolchain packages (top {top} of {len(toolchain)})", toolchain[:top]))
+    else:
+        sections.append(("Toolchain packages", toolchain))
     for title, packages in sections:
         if not packages:
             continue

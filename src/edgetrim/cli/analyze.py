@@ -14,9 +14,11 @@ import click
 
 from edgetrim.analyze import analyze_device_set, analyze_image
 from edgetrim.analyze.policy import check, evaluate, load_rules, parse_rule
+from edgetrim.cli.options import platform_option, registry_options, registry_settings
 from edgetrim.errors import EdgetrimError
+from edgetrim.image.model import Platform
 from edgetrim.transports import open_image
-from edgetrim.transports.reference import check_output_path
+from edgetrim.transports.reference import Transport, check_output_path, check_source
 
 _PIPE_WIDTH = 120
 
@@ -56,6 +58,8 @@ _PIPE_WIDTH = 120
     show_default=True,
     help="Rows in each list of files and packages.",
 )
+@platform_option("analyze")
+@registry_options
 def analyze_command(
     sources: tuple[str, ...],
     as_json: bool,
@@ -63,24 +67,33 @@ def analyze_command(
     fail_if: tuple[str, ...],
     rules_path: Path | None,
     top: int,
+    platform: Platform | None,
+    ca_cert: Path | None,
+    insecure: bool,
 ) -> None:
     """Analyze each SOURCE: layers, waste, packages and attack surface.
 
-    SOURCE is an image reference: docker-archive:PATH, oci:DIR[:REF] or
-    docker-daemon:NAME:TAG. With two or more, also report what they take together on one
-    device. Exit status: 0, 1 if a rule failed, 2 on an error.
+    SOURCE is an image reference: docker-archive:PATH, oci:DIR[:REF],
+    oci-archive:FILE[:REF], docker://HOST/REPO[:TAG|@DIGEST] or docker-daemon:NAME:TAG.
+    With two or more, also report what they take together on one device. Exit status: 0,
+    1 if a rule failed, 2 on an error.
     """
-    # Parse every rule and check the output path before reading any image, so a typo fails at once.
+    # Check every reference, local path, rule and the output path before reading any image,
+    # so that a typo fails at once and not after minutes of reading the images before it.
+    references = [check_source(source) for source in sources]
     if html_path is not None:
         check_output_path(html_path, f"--html {html_path}")
     rules = [parse_rule(text) for text in fail_if]
     if rules_path is not None:
         rules += load_rules(rules_path)
+    registry = None
+    if any(reference.transport is Transport.DOCKER for reference in references):
+        registry = registry_settings(ca_cert, insecure)
 
     analyses = []
     with _without_cyclic_gc():
         for source in sources:
-            with open_image(source) as image:
+            with open_image(source, platform=platform, registry=registry) as image:
                 analyses.append(analyze_image(image, source=source))
     device = analyze_device_set(analyses) if len(analyses) > 1 else None
     outcomes = evaluate(rules, analyses) if rules else None

@@ -1,7 +1,8 @@
 """The ``edgetrim`` command: global options, logging, and the mapping of errors to exit codes.
 
 Exit codes: 0 success, 1 a check failed (verification or a policy), 2 an error in the input or
-the environment. Expected errors print one line; ``--debug`` adds the traceback.
+the environment, 3 an internal error, 130 interrupted (Ctrl-C or SIGTERM). Expected errors print
+one line; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ _COMMANDS = {
 
 
 class _LazyGroup(click.Group):
-    """A command group that imports a subcommand's module when the subcommand is looked up."""
+    """A command group that imports a subcommand's module when the subcommand is looked up.
+
+    Each subcommand also gets ``-v`` and ``--debug``, so that they work after the command's
+    name as well as before it.
+    """
 
     def list_commands(self, context: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -39,7 +44,48 @@ class _LazyGroup(click.Group):
             return None
         module, attribute = _COMMANDS[name]
         command: click.Command = getattr(importlib.import_module(module), attribute)
+        _add_logging_options(command)
         return command
+
+
+def _add_logging_options(command: click.Command) -> None:
+    """Add ``-v`` and ``--debug`` to a subcommand, once, without passing them to its function."""
+    if any(parameter.name == "verbose" for parameter in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["-v", "--verbose"],
+            count=True,
+            expose_value=False,
+            callback=_more_verbose,
+            help="Log the steps of a run (-v) or every file event (-vv), the same as before the "
+            "command.",
+        )
+    )
+    # main() reads --debug from anywhere in the arguments, so this option only lets click accept
+    # it after the command's name.
+    command.params.append(
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            help="Show tracebacks for errors, the same as before the command.",
+        )
+    )
+
+
+def _more_verbose(context: click.Context, parameter: click.Parameter, count: int) -> None:
+    """Add a subcommand's ``-v`` count to the one given before the command."""
+    if not count:
+        return
+    # context.obj is None when a test invokes the subcommand without the group.
+    settings = context.obj if isinstance(context.obj, dict) else {}
+    settings["verbose"] = settings.get("verbose", 0) + count
+    logging.getLogger().setLevel(_log_level(settings["verbose"]))
+
+
+def _log_level(verbose: int) -> int:
+    return logging.WARNING - 10 * min(verbose, 2)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,13 +97,14 @@ class _LazyGroup(click.Group):
 @click.pass_context
 def cli(context: click.Context, verbose: int, debug: bool) -> None:
     """Fit container images to edge devices."""
-    context.obj = {"debug": debug}
-    level = logging.WARNING - 10 * min(verbose, 2)
+    context.obj = {"debug": debug, "verbose": verbose}
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=_log_level(verbose),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     # httpx logs every request at INFO; edgetrim's own registry client logs retries and errors.
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _interrupt(signum: int, frame: object) -> None:

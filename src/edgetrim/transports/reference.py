@@ -10,13 +10,14 @@ layout's index.json.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetrim.errors import InvalidReferenceError
+from edgetrim.errors import ImageNotFoundError, InvalidReferenceError
 
 SUPPORTED_FORMS = (
     "docker-archive:PATH[:NAME[:TAG]], oci:DIR[:REF], oci-archive:FILE[:REF], "
@@ -157,12 +158,36 @@ def parse_reference(text: str) -> ImageReference:
 
 
 def _guess(text: str) -> str:
-    """Suggest the reference a user most likely meant by a text with no known transport."""
-    if text.endswith((".tar", ".tar.gz", ".tgz")):
-        return f"did you mean docker-archive:{text} or oci-archive:{text}? "
-    if "/" not in text.split(":", 1)[0] or text.count(":") == 1:
-        return f"did you mean docker-daemon:{text}? "
-    return ""
+    """Suggest the references a user most likely meant by a text with no known transport.
+
+    A prefix close to a transport name, such as ``docker-archve:``, is replaced by that name.
+    Otherwise a text without a colon that ends in .tar is offered as a file for the archive
+    transports, and any other text as a name for docker-daemon:. Only suggestions that parse
+    are offered.
+    """
+    transport_name, colon, rest = text.partition(":")
+    names = [transport.value for transport in Transport]
+    close = difflib.get_close_matches(transport_name.lower(), names, n=1, cutoff=0.75)
+    if colon and close:
+        # docker:// keeps its slashes, so "dokcer:HOST/REPO" becomes "docker://HOST/REPO".
+        slashes = "//" if close[0] == Transport.DOCKER.value and not rest.startswith("//") else ""
+        suggestions = [f"{close[0]}:{slashes}{rest}"]
+    elif not colon and text.endswith((".tar", ".tar.gz", ".tgz")):
+        suggestions = [f"docker-archive:{text}", f"oci-archive:{text}"]
+    else:
+        suggestions = [f"docker-daemon:{text}"]
+    valid = [suggestion for suggestion in suggestions if _parses(suggestion)]
+    if not valid:
+        return ""
+    return f"did you mean {' or '.join(valid)}? "
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_reference(text)
+    except InvalidReferenceError:
+        return False
+    return True
 
 
 def normalize_docker_name(text: str) -> str:
@@ -305,6 +330,29 @@ def _invalid(text: str, reason: str) -> InvalidReferenceError:
     return InvalidReferenceError(
         f"invalid image reference {text!r}: {reason}; expected {SUPPORTED_FORMS}"
     )
+
+
+def check_source(text: str) -> ImageReference:
+    """Parse a source reference and check that its file or folder exists, before any slow work.
+
+    Raises InvalidReferenceError when the reference is malformed, and ImageNotFoundError with
+    the message that reading the image would give when the archive or layout is missing. Other
+    problems, such as a file that is not an image, show only when the image is read.
+    """
+    reference = parse_reference(text)
+    if reference.path is None:
+        return reference
+    try:
+        if reference.path.exists():
+            return reference
+    except OSError:
+        # Reading the image reports a path that cannot be checked, such as one without search
+        # permission, with the reason.
+        return reference
+    if reference.transport is Transport.OCI:
+        raise ImageNotFoundError(f"{text}: no such folder; check the path of the OCI layout")
+    kind = "docker archive" if reference.transport is Transport.DOCKER_ARCHIVE else "OCI archive"
+    raise ImageNotFoundError(f"{text}: no such file; check the path of the {kind}")
 
 
 def check_destination(text: str) -> ImageReference:

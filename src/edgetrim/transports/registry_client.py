@@ -16,8 +16,10 @@ Authentication follows the registry's ``WWW-Authenticate`` challenge: Basic send
 credentials from Docker's config.json with every request; Bearer exchanges them (or nothing,
 for anonymous pulls) at the challenge's realm for a token per repository scope. Requests that
 fail with 429, 5xx or a connection error are retried with exponential backoff, at most
-``RegistryOptions.retries`` times. Request bodies that are streams are not retried here; the
-push retries the whole blob instead. Nothing that is logged contains a credential or token.
+``RegistryOptions.retries`` times. A TLS handshake that fails on the certificate or the
+protocol is not retried, because every attempt would fail the same way. Request bodies that
+are streams are not retried here; the push retries the whole blob instead. Nothing that is
+logged contains a credential or token.
 """
 
 from __future__ import annotations
@@ -249,8 +251,8 @@ class RegistryClient:
                     request, stream=stream, follow_redirects=follow_redirects
                 )
             except httpx.TransportError as exc:
-                if attempt == attempts:
-                    raise self._unreachable(exc, attempts) from None
+                if attempt == attempts or _is_tls_failure(exc):
+                    raise self._unreachable(exc, attempt) from None
                 self._wait(attempt, f"{method} {_without_query(url)} failed ({exc})", None)
                 continue
             if response.status_code in RETRY_STATUSES and attempt < attempts:
@@ -290,9 +292,9 @@ class RegistryClient:
                 f"set {CA_CERT_VARIABLE}; for a plain-HTTP registry on localhost, pass "
                 f"--insecure or set {INSECURE_VARIABLE}=1"
             )
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
         return RegistryError(
-            f"{self.api_host}: cannot reach the registry ({reason}) after {attempts} "
-            f"attempt(s); {advice}"
+            f"{self.api_host}: cannot reach the registry ({reason}){tries}; {advice}"
         )
 
     # -- authentication ----------------------------------------------------------------------
@@ -447,6 +449,24 @@ def error_summary(response: httpx.Response) -> str:
         pass
     text = body.decode("utf-8", "replace").strip()
     return " ".join(text.split())[:200] or "(empty response body)"
+
+
+def _is_tls_failure(exc: httpx.TransportError) -> bool:
+    """True when a TLS handshake failed in a way that another attempt would repeat.
+
+    That is a certificate that does not verify, or a protocol error such as
+    WRONG_VERSION_NUMBER from a server that speaks plain HTTP. An unexpected EOF or a reset
+    connection during the handshake may pass on a later attempt, so it is not a TLS failure.
+    """
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    transient = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return not isinstance(cause, transient)
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _ssl_context(ca_cert: Path | None) -> ssl.SSLContext:
