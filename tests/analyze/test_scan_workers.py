@@ -54,7 +54,7 @@ def test_fixture_reports_agree(case, fixtures_dir: Path, monkeypatch) -> None:
 
 def test_workers_take_the_layers_in_place(fixtures_dir: Path, monkeypatch) -> None:
     # The dive fixture is a docker save archive: every layer qualifies, and the busybox binary,
-    # the only file of 64 KiB or more, goes to a worker.
+    # the only file of 256 KiB or more, goes to a worker.
     started = []
     real_start = stored.StoredLayers.start_layer
 
