@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shlex
 import tempfile
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from edgetrim.cli.copy import parse_platform
+from edgetrim.cli.options import parse_platform
+from edgetrim.errors import EdgetrimError
 from edgetrim.fs.unpack import remove_tree
 from edgetrim.image.model import Platform
 from edgetrim.minimize.keeplist import read_keep_list, write_keep_list
@@ -26,6 +28,13 @@ from edgetrim.transports._atomic import write_bytes
 from edgetrim.transports.reference import check_destination, check_output_path, parse_reference
 
 log = logging.getLogger(__name__)
+
+# The errno values of a full filesystem or an exhausted disk quota.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class WorkFolderError(EdgetrimError):
+    """The work folder could not be created or filled up."""
 
 
 class _MinimizeCommand(click.Command):
@@ -197,12 +206,21 @@ def minimize_command(
         verify=verify,
         keep_list=read_keep_list(keep_list) if keep_list is not None else None,
     )
-    if work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    with _work_folder(work_dir) as work, open_image(source, platform=platform) as image:
-        result = minimize(image, options, work, source=source)
-        log.info("writing %s", dest)
-        digest = write_image(result.image, dest)
+    try:
+        with _work_folder(work_dir) as work, open_image(source, platform=platform) as image:
+            result = minimize(image, options, work, source=source)
+            log.info("writing %s", dest)
+            digest = write_image(result.image, dest)
+    except OSError as exc:
+        # DEST is written by write_image, which raises ImageWriteError for its own errors, so
+        # a full filesystem here is that of the temporary data.
+        if exc.errno not in _NO_SPACE:
+            raise
+        folder = work_dir if work_dir is not None else Path(tempfile.gettempdir())
+        raise WorkFolderError(
+            f"no space left for the temporary data in {folder} ({exc.strerror}); free space "
+            "there or pass --work-dir on a filesystem with room for about twice the image's size"
+        ) from exc
     if keep_list_out is not None:
         header = [f"source: {source}", f"source config: {image.config.digest}"]
         write_keep_list(keep_list_out, sorted(result.keep.reasons.items()), header=header)
@@ -226,7 +244,16 @@ def _work_folder(parent: Path | None) -> Iterator[Path]:
     files made elsewhere (a ``docker-daemon:`` export, a decompressed archive) go to the
     folder that ``--work-dir`` names and not to the system's temporary folder.
     """
-    work = Path(tempfile.mkdtemp(prefix="edgetrim-", dir=parent)).absolute()
+    try:
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="edgetrim-", dir=parent)).absolute()
+    except OSError as exc:
+        folder = parent if parent is not None else Path(tempfile.gettempdir())
+        raise WorkFolderError(
+            f"cannot create a temporary folder in {folder} ({exc.strerror}); "
+            "pass --work-dir with a writable folder"
+        ) from exc
     previous = tempfile.tempdir
     tempfile.tempdir = str(work)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,14 +145,17 @@ class _Runner:
         try:
             write_bundle(view.bundle, spec)
             log.info("running %s%s", self.source, " under strace" if trace else "")
-            result = run_bundle(
-                view.bundle,
-                probes=probes,
-                timeout=self.options.timeout,
-                trace=trace,
-                stop_signal=self.image.config.container.get("StopSignal") or "SIGTERM",
-                overlay=view.overlay,
-            )
+            try:
+                result = run_bundle(
+                    view.bundle,
+                    probes=probes,
+                    timeout=self.options.timeout,
+                    trace=trace,
+                    stop_signal=self.image.config.container.get("StopSignal") or "SIGTERM",
+                    overlay=view.overlay,
+                )
+            finally:
+                _check_space_left(view.directory, self.source)
         finally:
             _remove_run_folder(view.directory)
         _check_started(result, self.source)
@@ -242,6 +246,31 @@ def _remove_run_folder(folder: Path) -> None:
         remove_tree(folder)
     except OSError as exc:
         log.warning("could not remove %s (%s), which stays in the work folder", folder, exc)
+
+
+# A run that leaves less than this free in the work folder's filesystem most likely failed a
+# write for lack of space, so its probe results and its trace do not show what the image does.
+MIN_FREE_BYTES = 1 << 20
+
+
+def _check_space_left(folder: Path, source: str) -> None:
+    """Raise ContainerRunError when the filesystem of a run's ``folder`` is (nearly) full.
+
+    The run writes its files there, and a write that failed for lack of space could change
+    the probe results without any sign of the failure in them.
+    """
+    stats = os.statvfs(folder)
+    # Root may also use the blocks that the filesystem reserves for it.
+    blocks = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail
+    # Filesystems without an inode limit, such as btrfs, report 0 inodes in all.
+    inodes_left = stats.f_files == 0 or stats.f_favail > 0
+    if blocks * stats.f_frsize >= MIN_FREE_BYTES and inodes_left:
+        return
+    raise ContainerRunError(
+        f"{source}: the work folder's filesystem ({folder.parent}) filled up during the run, "
+        "so the run may have failed for lack of space; free space there or pass --work-dir "
+        "on a larger filesystem"
+    )
 
 
 def _overlay_options(work_dir: Path) -> tuple[str, ...] | None:

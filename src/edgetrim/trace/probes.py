@@ -12,10 +12,12 @@ expected ones for the minimized image. Probe kinds:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,13 +190,37 @@ def wait_for_port(port: int, deadline: float, still_running: Callable[[], bool])
 
 
 def send_http_probe(probe: HttpProbe, deadline: float) -> ProbeAnswer:
-    """Send the probe's request and return status and body."""
+    """Send the probe's request and return status and body, all before ``deadline``.
+
+    The socket timeout bounds each read only, so a server that sends a byte now and then
+    would keep a plain read going for hours. A timer shuts the socket down at the deadline,
+    which ends any read in progress.
+    """
     timeout = max(deadline - time.monotonic(), 1.0)
     connection = http.client.HTTPConnection(PROBE_HOST, probe.port, timeout=timeout)
+    expired = threading.Event()
+    sockets: list[socket.socket] = []
+
+    def shut_down() -> None:
+        expired.set()
+        # The connection drops its reference once the response takes the socket over.
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout, shut_down)
+    timer.daemon = True
+    timer.start()
     try:
+        connection.connect()
+        sockets.append(connection.sock)
+        if expired.is_set():
+            raise TimeoutError("timed out")
         connection.request(probe.method, probe.path, headers={"Connection": "close"})
         response = connection.getresponse()
         body = response.read(MAX_OUTPUT_BYTES + 1)
+        if expired.is_set():
+            raise TimeoutError("timed out")
         if len(body) > MAX_OUTPUT_BYTES:
             raise ContainerRunError(
                 f"{probe}: the response is larger than {MAX_OUTPUT_BYTES} bytes or does not "
@@ -202,7 +228,13 @@ def send_http_probe(probe: HttpProbe, deadline: float) -> ProbeAnswer:
             )
         answer = ProbeAnswer(str(probe), response.status, body)
     except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise ContainerRunError(
+                f"{probe}: timed out after {timeout:.0f} s before the response was complete; "
+                "raise --timeout or probe a resource that responds faster"
+            ) from exc
         raise ContainerRunError(f"{probe} failed: {exc}") from exc
     finally:
+        timer.cancel()
         connection.close()
     return answer

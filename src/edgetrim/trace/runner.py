@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 # setns (how `runc exec` enters a running container) and directory listings.
 STRACE_FILTER = "trace=%file,%process,fchdir,setns,getdents,getdents64"
 STOP_GRACE_SECONDS = 3.0
+# The container's stdout and stderr and those of exec and host probes go to files in the work
+# folder. A process that writes more than this to one of them is stopped and its run fails.
+# The limit is far above MAX_OUTPUT_BYTES, because outputs larger than that are still
+# compared, by their sha256.
+MAX_OUTPUT_FILE_BYTES = 1 << 30
+OUTPUT_CHECK_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,9 @@ class _Run:
     def probe_output(self) -> tuple[Path, Path]:
         """Return new files for the stdout and stderr of one exec or host probe."""
         self._probe_outputs += 1
-        stem = self.bundle.parent / f"{self.id}.probe-{self._probe_outputs}"
+        # No dot in the stem: with_suffix would replace ".probe-N" and give the container's
+        # own output files, which the running service keeps writing to.
+        stem = self.bundle.parent / f"{self.id}-probe-{self._probe_outputs}"
         return stem.with_suffix(".out"), stem.with_suffix(".err")
 
     def traced(self, command: list[str]) -> list[str]:
@@ -207,30 +217,78 @@ def _exec(run: _Run, probe: ExecProbe, deadline: float) -> ProbeAnswer:
 
 
 def _host(run: _Run, probe: HostProbe, deadline: float) -> ProbeAnswer:
-    return _command_answer(run, str(probe), ["sh", "-c", probe.command], deadline)
+    return _command_answer(run, str(probe), ["sh", "-c", probe.command], deadline, group=True)
 
 
-def _command_answer(run: _Run, probe: str, command: list[str], deadline: float) -> ProbeAnswer:
+def _command_answer(
+    run: _Run, probe: str, command: list[str], deadline: float, *, group: bool = False
+) -> ProbeAnswer:
     """Run a probe's command with its output in files, and return its exit code and stdout.
 
-    The output goes to files, not pipes, so that a command printing without end costs disk
-    space up to the timeout but never memory, and :func:`bounded_output` caps what is kept.
+    The output goes to files, not pipes, so that a command printing without end costs no
+    memory, and :func:`bounded_output` caps what is kept. A command that writes more than
+    MAX_OUTPUT_FILE_BYTES fails the probe. With ``group``, the command gets a process group of
+    its own, which is killed when the command ends, so no process it started outlives it.
+    A process that leaves the group (with setsid) escapes that.
     """
     stdout_path, stderr_path = run.probe_output()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=group
+        )
         try:
-            returncode = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                timeout=max(deadline - time.monotonic(), 1.0),
-            ).returncode
-        except subprocess.TimeoutExpired as exc:
-            raise ContainerRunError(f"{probe} did not finish within the timeout") from exc
+            returncode = _wait_bounded(
+                process, max(deadline, time.monotonic() + 1.0), probe, (stdout_path, stderr_path)
+            )
+        finally:
+            if group:
+                _kill_group(process.pid)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     if returncode != 0:
         log.debug("%s exited with %d: %s", probe, returncode, _last_line(stderr_path))
     return ProbeAnswer(probe, returncode, bounded_output(stdout_path))
+
+
+def _wait_bounded(
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    label: str,
+    outputs: tuple[Path, ...],
+    *,
+    hint: str = "raise --timeout or fix the probe",
+) -> int:
+    """Wait for ``process`` to exit before ``deadline`` while its ``outputs`` stay small.
+
+    Raises ContainerRunError when the deadline passes or when one of the output files grows
+    beyond MAX_OUTPUT_FILE_BYTES. Without that limit, a command that prints without end would
+    fill the work folder's filesystem (memory, for a work folder on tmpfs) until the timeout.
+    The sizes are checked every OUTPUT_CHECK_SECONDS, so a fast writer passes the limit by
+    what it writes in that time.
+    """
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ContainerRunError(f"{label} timed out before it exited; {hint}")
+        try:
+            return process.wait(timeout=min(OUTPUT_CHECK_SECONDS, remaining))
+        except subprocess.TimeoutExpired:
+            pass
+        for path in outputs:
+            size = os.stat(path).st_size
+            if size > MAX_OUTPUT_FILE_BYTES:
+                raise ContainerRunError(
+                    f"{label} wrote more than {MAX_OUTPUT_FILE_BYTES >> 20} MiB to "
+                    f"{'stderr' if path.suffix == '.err' else 'stdout'}, so it was stopped; "
+                    "check the command, whose output should end"
+                )
+
+
+def _kill_group(pgid: int) -> None:
+    """Send SIGKILL to every process left in the process group ``pgid``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _last_line(path: Path) -> str:
@@ -249,13 +307,15 @@ def _finish(
 ) -> int | None:
     """Let a job run to its end, or stop a service the way `docker stop` does."""
     if not probes:
-        try:
-            return process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired as exc:
-            raise ContainerRunError(
-                "the container did not exit within the timeout; "
-                "raise --timeout or check its command"
-            ) from exc
+        # NOTE: only a job's output is bounded while it runs. A service's output during its
+        # probes is bounded by --timeout alone.
+        return _wait_bounded(
+            process,
+            max(deadline, time.monotonic() + 0.1),
+            "the container",
+            (run.stdout_path, run.stderr_path),
+            hint="raise --timeout or check its command",
+        )
     _quiet(run.runc("kill", run.id, stop_signal.removeprefix("SIG")))
     try:
         process.wait(timeout=STOP_GRACE_SECONDS)
