@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tarfile
 from pathlib import Path
 
@@ -140,3 +141,13 @@ def test_failure_mid_scan_stops_workers(fixtures_dir: Path, monkeypatch) -> None
         # The archive's descriptor that the workers shared is closed again.
         assert set(os.listdir(f"/proc/{os.getpid()}/fd")) <= open_files
     assert child_pids() == before
+
+
+def test_workers_that_cannot_start(fixtures_dir: Path, monkeypatch, caplog) -> None:
+    # Without an interpreter to start, the image is read in this process, with a warning.
+    reference = f"docker-archive:{fixtures_dir / 'dive' / 'test-docker-image.tar'}"
+    in_process = report(reference, 0, monkeypatch)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    assert report(reference, 2, monkeypatch) == in_process
+    assert "cannot start a hashing worker with /nonexistent/python3" in caplog.text
+    assert "reading the image in this process" in caplog.text

@@ -61,7 +61,6 @@ class StoredLayers:
     """The qualifying layers of one image, their open files and the pool that hashes them."""
 
     def __init__(self, image: Image):
-        self._layers = image.layers
         self._files: dict[str, StoredFile] = {}
         self._places: dict[int, tuple[StoredFile, int, int]] = {}
         self._pool: HashPool | None = None
@@ -80,6 +79,10 @@ class StoredLayers:
             if self._places:
                 log.debug("hashing with %d worker processes", workers)
                 self._pool = HashPool([file.fd for file in self._files.values()], workers)
+        except HashWorkerError as exc:
+            # The image can still be read in this process, only more slowly.
+            log.warning("%s; reading the image in this process", exc)
+            self._places.clear()
         except BaseException:
             self._close_files()
             raise
