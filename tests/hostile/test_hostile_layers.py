@@ -450,6 +450,7 @@ def test_hostile_layer_through_minimize(case: str, tmp_path: Path, outside: Path
     archive = docker_archive(tmp_path / "hostile.tar", build(outside))
     dest = tmp_path / "out.tar"
     work = tmp_path / "work"
+    work.mkdir()
     result = edgetrim(
         "minimize", f"docker-archive:{archive}", f"docker-archive:{dest}", "--cmd-probe",
         "--work-dir", str(work),

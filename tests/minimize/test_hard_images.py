@@ -65,6 +65,7 @@ ENTRYPOINT ["/bin/sh", "-c", "echo job"]
 def test_deep_tree_cleaned_up(build_image, base_image, runtime_tools, tmp_path):
     original = build(build_image, base_image, tmp_path, "deep-tree", DEEP_TREE)
     work = tmp_path / "work"
+    work.mkdir()
     try:
         result = edgetrim(
             "minimize", f"docker-daemon:{original}", f"oci:{tmp_path / 'out'}:min",

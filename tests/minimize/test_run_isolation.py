@@ -35,6 +35,7 @@ def minimized(hostile_job, runtime_tools, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("isolation")
     system_tmp, work = base / "system-tmp", base / "work"
     system_tmp.mkdir()
+    work.mkdir()
     audit = base / "audit.log"
     archive = base / "min.tar"
     result = subprocess.run(

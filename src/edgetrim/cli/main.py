@@ -108,7 +108,41 @@ def cli(context: click.Context, verbose: int, debug: bool) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """Start the cleanup on the first SIGINT or SIGTERM, and ignore both signals from then on.
+
+    A second signal would otherwise interrupt the cleanup and leave the work folder, or a
+    container, behind. SIGKILL still stops edgetrim at once.
+    """
+    signal.signal(signal.SIGINT, _while_cleaning_up)
+    signal.signal(signal.SIGTERM, _while_cleaning_up)
     raise KeyboardInterrupt
+
+
+_cleanup_message_written = False
+
+
+def _while_cleaning_up(signum: int, frame: object) -> None:
+    global _cleanup_message_written
+    if _cleanup_message_written:
+        return
+    _cleanup_message_written = True
+    sys.stderr.write(
+        f"edgetrim: {signal.Signals(signum).name} ignored while cleaning up; "
+        "SIGKILL stops at once but may leave the work folder behind\n"
+    )
+
+
+def _exit_interrupted() -> None:
+    """Print the message of an interrupted command and exit with 130.
+
+    Python resets the signals that have handlers in Python to their default action when it
+    exits, so a SIGTERM sent at that moment would kill the process with another exit status.
+    Ignored signals stay ignored.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    click.echo("edgetrim: interrupted", err=True)
+    sys.exit(130)
 
 
 def main() -> None:
@@ -116,12 +150,14 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:]
     # SIGTERM (from timeout, CI cancellation or systemctl stop) cleans up like Ctrl-C: the
     # container is stopped and the temporary work directory removed.
+    # A SIGINT that the parent ignores (a background job of a script) stays ignored.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("edgetrim: interrupted", err=True)
-        sys.exit(130)
+        _exit_interrupted()
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)
@@ -133,8 +169,7 @@ def main() -> None:
         click.echo(f"edgetrim: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("edgetrim: interrupted", err=True)
-        sys.exit(130)
+        _exit_interrupted()
     except Exception as exc:  # noqa: BLE001 - the last resort for bugs, with a way to see them
         if debug:
             raise

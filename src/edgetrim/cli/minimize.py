@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from edgetrim.cli.options import parse_platform
-from edgetrim.errors import EdgetrimError
+from edgetrim.cli.options import platform_option, registry_options, registry_settings
+from edgetrim.errors import EdgetrimError, InvalidOptionError
 from edgetrim.fs.unpack import remove_tree
 from edgetrim.image.model import Platform
 from edgetrim.minimize.keeplist import read_keep_list, write_keep_list
@@ -22,8 +22,8 @@ from edgetrim.minimize.packages import cyclonedx_sbom
 from edgetrim.minimize.pipeline import MinimizeOptions, MinimizeResult, minimize
 from edgetrim.minimize.surface import surface_rows
 from edgetrim.trace.probes import ExecProbe, HostProbe, HttpProbe, TcpProbe
-from edgetrim.trace.runner import ServiceProbes
-from edgetrim.transports import open_image, write_image
+from edgetrim.trace.runner import ServiceProbes, finish_cleanup
+from edgetrim.transports import Transport, open_image, write_image
 from edgetrim.transports._atomic import write_bytes
 from edgetrim.transports.reference import check_destination, check_output_path, parse_reference
 
@@ -148,18 +148,15 @@ class _MinimizeCommand(click.Command):
     show_default=True,
     help="Run the minimized image with the same probes and fail if any response differs.",
 )
-@click.option(
-    "--platform",
-    callback=parse_platform,
-    metavar="OS/ARCH[/VARIANT]",
-    help="Which image of a multi-platform SOURCE to minimize (default: this machine's).",
-)
+@platform_option("minimize")
+@registry_options
 @click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for all temporary data: the exported image, the unpacked copies, the runs "
     "and the new layer (default: the system's temporary folder). A temporary folder is "
-    "made inside it and removed afterwards.",
+    "made inside it and removed afterwards. If DIRECTORY does not exist, it is created, and "
+    "removed at the end, but its parent folder must exist.",
 )
 def minimize_command(
     source: str,
@@ -177,6 +174,8 @@ def minimize_command(
     sbom: Path | None,
     verify: bool,
     platform: Platform | None,
+    ca_cert: Path | None,
+    insecure: bool,
     work_dir: Path | None,
 ) -> None:
     """Run SOURCE under probes, keep what it touched and needs, write the result to DEST.
@@ -189,9 +188,12 @@ def minimize_command(
     for option, path in (("--sbom", sbom), ("--write-keep-list", keep_list_out)):
         if path is not None:
             check_output_path(path, f"{option} {path}")
-    source_path = parse_reference(source).path
+    source_reference = parse_reference(source)
+    source_path = source_reference.path
     if source_path is not None and source_path.absolute() == _absolute(destination.path):
-        raise click.UsageError("DEST is the same as SOURCE; write the result to another path")
+        raise InvalidOptionError(
+            f"DEST {dest} is the same as SOURCE; write the minimized image to another path"
+        )
     options = MinimizeOptions(
         service=ServiceProbes(
             tcp=tuple(TcpProbe.parse(text) for text in tcp_probes),
@@ -205,12 +207,20 @@ def minimize_command(
         includes=list(includes),
         verify=verify,
         keep_list=read_keep_list(keep_list) if keep_list is not None else None,
+        keep_list_path=keep_list,
     )
+    # registry_settings imports httpx, so it is called only for a docker:// reference.
+    registry = None
+    if Transport.DOCKER in (source_reference.transport, destination.transport):
+        registry = registry_settings(ca_cert, insecure)
     try:
-        with _work_folder(work_dir) as work, open_image(source, platform=platform) as image:
+        with (
+            _work_folder(work_dir) as work,
+            open_image(source, platform=platform, registry=registry) as image,
+        ):
             result = minimize(image, options, work, source=source)
             log.info("writing %s", dest)
-            digest = write_image(result.image, dest)
+            digest = write_image(result.image, dest, registry=registry)
     except OSError as exc:
         # DEST is written by write_image, which raises ImageWriteError for its own errors, so
         # a full filesystem here is that of the temporary data.
@@ -240,32 +250,58 @@ def _absolute(path: Path | None) -> Path | None:
 def _work_folder(parent: Path | None) -> Iterator[Path]:
     """Make the run's temporary folder in ``parent`` and remove it afterwards, however deep.
 
-    While it exists, it is also the default folder of :mod:`tempfile`, so that temporary
-    files made elsewhere (a ``docker-daemon:`` export, a decompressed archive) go to the
-    folder that ``--work-dir`` names and not to the system's temporary folder.
+    A missing ``parent`` is created, but not its own parents, so that a mistyped --work-dir
+    fails instead of making a new tree. A ``parent`` created here is removed at the end too.
+    While the temporary folder exists, it is also the default folder of :mod:`tempfile`, so
+    that temporary files made elsewhere (a ``docker-daemon:`` export, a decompressed archive)
+    go to the folder that ``--work-dir`` names and not to the system's temporary folder.
     """
+    created_parent = False
     try:
-        if parent is not None:
-            parent.mkdir(parents=True, exist_ok=True)
+        if parent is not None and not parent.is_dir():
+            parent.mkdir()
+            created_parent = True
+            log.info("created --work-dir %s, which is removed at the end", parent)
         work = Path(tempfile.mkdtemp(prefix="edgetrim-", dir=parent)).absolute()
-    except OSError as exc:
-        folder = parent if parent is not None else Path(tempfile.gettempdir())
+    except FileNotFoundError as exc:
+        if parent is None or parent.parent.is_dir():
+            raise _work_folder_error(parent, exc) from exc
         raise WorkFolderError(
-            f"cannot create a temporary folder in {folder} ({exc.strerror}); "
-            "pass --work-dir with a writable folder"
+            f"cannot create --work-dir {parent}: its parent folder {parent.parent} does not "
+            "exist; create it first or check the path"
         ) from exc
+    except OSError as exc:
+        raise _work_folder_error(parent, exc) from exc
     previous = tempfile.tempdir
     tempfile.tempdir = str(work)
     try:
         yield work
     finally:
         tempfile.tempdir = previous
-        log.info("removing %s", work)
-        try:
-            remove_tree(work)
-        except OSError as exc:
-            # Raising here would hide the outcome of the command, or the error that ended it.
-            log.warning("could not remove %s (%s); remove it by hand", work, exc)
+        _remove_work_folder(work)
+        if created_parent and parent is not None:
+            try:
+                parent.rmdir()
+            except OSError as exc:
+                log.warning("could not remove --work-dir %s (%s); remove it by hand", parent, exc)
+
+
+def _work_folder_error(parent: Path | None, exc: OSError) -> WorkFolderError:
+    folder = parent if parent is not None else Path(tempfile.gettempdir())
+    return WorkFolderError(
+        f"cannot create a temporary folder in {folder} ({exc.strerror}); "
+        "pass --work-dir with a writable folder"
+    )
+
+
+def _remove_work_folder(folder: Path) -> None:
+    """Remove ``folder``, and finish the removal if SIGINT or SIGTERM interrupts it."""
+    log.info("removing %s", folder)
+    try:
+        finish_cleanup(lambda: remove_tree(folder))
+    except OSError as exc:
+        # Raising here would hide the outcome of the command, or the error that ended it.
+        log.warning("could not remove %s (%s); remove it by hand", folder, exc)
 
 
 def _command_args(text: str) -> list[str] | None:
@@ -292,4 +328,9 @@ def _print_summary(result: MinimizeResult, dest: str, digest: str, seconds: floa
     verdict = "same answer from the minimized image" if result.verified else "not verified"
     for answer in result.answers:
         click.echo(f"probe {answer.describe()}: {verdict}")
+    if not result.answers:
+        click.echo(
+            "not verified: no run was made, because --keep-list without probes only copies the "
+            "listed files; add probes to run and compare both images"
+        )
     click.echo(f"wrote {dest} ({digest}) in {seconds:.1f} s")

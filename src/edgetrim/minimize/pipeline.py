@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,17 @@ from edgetrim.minimize.packages import Package, read_packages, rewrite_database
 from edgetrim.minimize.rules import apply_rules
 from edgetrim.minimize.surface import tree_surface
 from edgetrim.minimize.verify import compare_answers
-from edgetrim.trace.bundle import check_entrypoint, process_spec, write_bundle
+from edgetrim.trace.bundle import (
+    ProcessSpec,
+    check_entrypoint,
+    find_program,
+    process_env,
+    process_spec,
+    write_bundle,
+)
+from edgetrim.trace.platforms import check_runnable
 from edgetrim.trace.probes import ProbeAnswer
-from edgetrim.trace.runner import RunResult, ServiceProbes, run_bundle
+from edgetrim.trace.runner import RunResult, ServiceProbes, finish_cleanup, run_bundle
 from edgetrim.trace.strace_log import TraceSummary
 from edgetrim.trace.views import RunViews, check_overlay
 
@@ -37,6 +47,7 @@ class MinimizeOptions:
     None for the image's own cmd. Without service probes and command runs, one job run of the
     image's own command is made. ``keep_list`` replays a keep-list instead of tracing: runs are
     then made only to verify, and only when probes or command runs are given.
+    ``keep_list_path`` names the keep-list's file in messages.
     """
 
     service: ServiceProbes = field(default_factory=ServiceProbes)
@@ -45,6 +56,7 @@ class MinimizeOptions:
     includes: list[str] = field(default_factory=list)
     verify: bool = True
     keep_list: list[tuple[str, str]] | None = None
+    keep_list_path: Path | None = None
 
     def runs(self) -> list[tuple[list[str] | None, ServiceProbes]]:
         """Return each run to make: replacement cmd (None: the image's) and its service probes."""
@@ -95,7 +107,8 @@ class _Runner:
     No run writes to the snapshot or finds what another run wrote, because each run gets a
     fresh view of it (see :mod:`edgetrim.trace.views`). The snapshot therefore stays as the
     image has it, and ``files`` reads it for the closure, the package database and the user
-    lookup.
+    lookup. Every planned run's program is looked up before the first run, so a missing one
+    fails at once.
     """
 
     def __init__(
@@ -113,9 +126,24 @@ class _Runner:
         log.info("unpacking %s into %s", source, self.snapshot)
         unpack(image, tree, self.snapshot)
         self.files = RootfsReader(tree, self.snapshot)
-        self.spec = process_spec(image.config, self.files, source=source)
-        self.entrypoint = check_entrypoint(self.spec, tree, source=source)
+        self.runs: list[tuple[list[str] | None, ServiceProbes, ProcessSpec]] = []
+        # The path of each run's program, before symlinks, and what runs it.
+        self.programs: list[tuple[str, str]] = []
+        for args, probes in options.runs():
+            spec = process_spec(image.config, self.files, source=source, args=args)
+            program = check_entrypoint(spec, tree, source=source)
+            self.runs.append((args, probes, spec))
+            label = "entrypoint" if args is None else f"program of --cmd-probe {shlex.join(args)}"
+            self.programs.append((program, label))
         self._views = RunViews(self.snapshot, work, self._fresh_copy, overlay_options)
+
+    def own_program(self) -> str | None:
+        """Return the path of the program of the image's own ENTRYPOINT and CMD, if it has one."""
+        config = self.image.config
+        if not config.entrypoint and not config.cmd:
+            return None
+        spec = process_spec(config, self.files, source=self.source)
+        return find_program(spec, self.tree)
 
     def _fresh_copy(self, dest: Path) -> None:
         log.info("unpacking a fresh copy of %s into %s", self.source, dest)
@@ -124,11 +152,11 @@ class _Runner:
     def run_all(self, *, trace: bool) -> tuple[list[ProbeAnswer], TraceSummary]:
         answers: list[ProbeAnswer] = []
         traced = TraceSummary()
-        for args, probes in self.options.runs():
-            result = self._run(args, probes, trace=trace)
+        for args, probes, spec in self.runs:
+            result = self._run(spec, probes, trace=trace)
             if args is not None and not probes:
-                label = "command " + " ".join(args) if args else "command"
-                answers += [ProbeAnswer(label, a.status, a.body) for a in result.answers]
+                label = "command " + shlex.join(args) if args else "command"
+                answers += [ProbeAnswer(label, a.status, a.body, a.detail) for a in result.answers]
             else:
                 answers += result.answers
             if result.trace is not None:
@@ -138,9 +166,7 @@ class _Runner:
                 traced.processes += result.trace.processes
         return answers, traced
 
-    def _run(self, args: list[str] | None, probes: ServiceProbes, *, trace: bool) -> RunResult:
-        spec = process_spec(self.image.config, self.files, source=self.source, args=args)
-        check_entrypoint(spec, self.tree, source=self.source)
+    def _run(self, spec: ProcessSpec, probes: ServiceProbes, *, trace: bool) -> RunResult:
         view = self._views.prepare()
         try:
             write_bundle(view.bundle, spec)
@@ -157,7 +183,7 @@ class _Runner:
             finally:
                 _check_space_left(view.directory, self.source)
         finally:
-            _remove_run_folder(view.directory)
+            finish_cleanup(lambda: _remove_run_folder(view.directory))
         _check_started(result, self.source)
         return result
 
@@ -171,6 +197,8 @@ def minimize(
     """
     started = time.monotonic()
     work_dir = work_dir.absolute()
+    if options.runs():
+        check_runnable(image.config.platform, source=source)
     overlay_options = _overlay_options(work_dir) if options.runs() else None
     tree = FileTree.from_image(image)
     original = _Runner(
@@ -178,13 +206,18 @@ def minimize(
     )
     answers, traced = original.run_all(trace=options.keep_list is None)
     _check_expected_status(options.service, answers, source)
-    closure = ClosureBuilder(original.files, original.spec.env)
+    _warn_failed_commands(answers, source)
+    closure = ClosureBuilder(original.files, process_env(image.config))
     if options.keep_list is None:
         log.info(
             "the traced runs touched %d paths in %d processes", len(traced.paths), traced.processes
         )
         closure.add_defaults()
-        closure.add_path(original.entrypoint, "entrypoint")
+        own_program = original.own_program()
+        if own_program is not None:
+            closure.add_path(own_program, "entrypoint")
+        for program, label in original.programs:
+            closure.add_path(program, label)
         closure.add_paths(traced.paths, "touched by the traced run")
         closure.add_paths(traced.executed, "executed by the traced run")
         closure.add_listings(traced.listed, traced.paths)
@@ -192,7 +225,7 @@ def minimize(
             _include(closure, tree, include)
         apply_rules(closure)
     else:
-        _replay(closure, tree, options.keep_list, options.includes)
+        _replay(closure, tree, options.keep_list, options.includes, options.keep_list_path)
     packages = read_packages(closure)
     replacements = rewrite_database(closure, packages)
     keep = closure.close()
@@ -221,8 +254,9 @@ def minimize(
             minimized_answers, _ = rerun.run_all(trace=False)
         except ContainerRunError as exc:
             raise VerificationError(
-                f"the minimized image failed where the original ran: {exc}; keep the missing "
-                "files with --include PATH, or write the image anyway with --no-verify"
+                f"a run that the original image completed failed on the minimized image: {exc}; "
+                "keep the missing files with --include PATH, or write the image anyway with "
+                "--no-verify"
             ) from exc
         _compare(answers, minimized_answers)
         verified = True
@@ -290,6 +324,12 @@ def _overlay_options(work_dir: Path) -> tuple[str, ...] | None:
 # runc prints this when it could not start the process (exec format error, missing
 # interpreter, permission denied); the process's own exit code would hide it.
 _RUNC_START_FAILURE = "runc run failed"
+# runc 1.1 (checked with 1.1.5) reports a failed execve of the container's process on the
+# process's stderr instead, as "exec /hello: exec format error", and exits with code 1.
+_EXEC_FAILURE = re.compile(
+    r"exec (?P<program>.+): (?P<reason>exec format error|no such file or directory|"
+    r"permission denied|not a directory|text file busy)"
+)
 
 
 def _check_started(result: RunResult, source: str) -> None:
@@ -299,6 +339,33 @@ def _check_started(result: RunResult, source: str) -> None:
         if _RUNC_START_FAILURE in line:
             detail = line.split("msg=", 1)[-1].strip().strip('"')
             raise ContainerRunError(f"{source}: runc could not start the image's process: {detail}")
+        failed_exec = _EXEC_FAILURE.fullmatch(line.strip())
+        if failed_exec and result.exit_code not in (None, 0):
+            raise ContainerRunError(
+                f"{source}: runc could not start the image's process "
+                f"{failed_exec['program']!r}: {failed_exec['reason']}"
+            )
+
+
+def _warn_failed_commands(answers: list[ProbeAnswer], source: str) -> None:
+    """Log a warning for each command probe that exited non-zero on the original image.
+
+    The minimized image then only has to fail the same way, which shows little about what the
+    program needs. It is no error, because some commands exit non-zero by design, such as a
+    tool that prints its usage with exit code 2.
+    """
+    for answer in answers:
+        if answer.status_name != "exit code" or answer.status == 0:
+            continue
+        stderr = f" (last line of stderr: {answer.detail})" if answer.detail else ""
+        log.warning(
+            "%s: probe %s exited with code %d on the original image%s; the minimized image "
+            "only has to fail the same way, so check that this failure is expected",
+            source,
+            answer.probe,
+            answer.status,
+            stderr,
+        )
 
 
 def _check_expected_status(service: ServiceProbes, answers: list[ProbeAnswer], source: str) -> None:
@@ -325,15 +392,23 @@ def _compare(expected: list[ProbeAnswer], actual: list[ProbeAnswer]) -> None:
 
 
 def _replay(
-    closure: ClosureBuilder, tree: FileTree, entries: list[tuple[str, str]], includes: list[str]
+    closure: ClosureBuilder,
+    tree: FileTree,
+    entries: list[tuple[str, str]],
+    includes: list[str],
+    keep_list_path: Path | None,
 ) -> None:
     """Keep the paths of a keep-list; a path missing from the image is an error."""
     missing = [path for path, _ in entries if tree.resolve(path, follow_last=False).path is None]
     if missing:
+        option = f"--keep-list {keep_list_path}" if keep_list_path else "--keep-list"
+        if len(missing) == 1:
+            problem = f"the listed path {missing[0]!r} is not in the image"
+        else:
+            problem = f"{len(missing)} listed paths are not in the image, such as {missing[0]!r}"
         raise InvalidOptionError(
-            f"--keep-list: {len(missing)} listed paths are not in the image, "
-            f"such as {missing[0]!r}; "
-            "the list was made from another image, so trace this one again"
+            f"{option}: {problem}; fix the list, or, if it was written for another image, "
+            "trace this image again with --write-keep-list"
         )
     for path, reason in entries:
         closure.add_path(path, reason or "listed in the keep-list")

@@ -52,41 +52,63 @@ def process_spec(
     argv = config.entrypoint + (args if args is not None else config.cmd)
     if not argv:
         raise ContainerRunError(
-            f"{source}: the image has neither an entrypoint nor a cmd; "
-            "set one in the image or pass the command to run"
+            f"{source}: the image has neither an entrypoint nor a cmd; set one in the image, "
+            "or give the command to run with --cmd-probe='ARGS'"
         )
-    env = config.env or [f"PATH={DEFAULT_PATH}"]
-    if not any(item.startswith("PATH=") for item in env):
-        env = [f"PATH={DEFAULT_PATH}", *env]
+    env = process_env(config)
     uid, gid, groups, home = resolve_user(config.user, files, source=source)
     if not any(item.startswith("HOME=") for item in env):
         env = [*env, f"HOME={home}"]
     return ProcessSpec(argv, env, config.working_dir or "/", uid, gid, groups)
 
 
+def process_env(config: ImageConfig) -> list[str]:
+    """Return the image's environment with Docker's default PATH when the image sets none."""
+    env = config.env or [f"PATH={DEFAULT_PATH}"]
+    if not any(item.startswith("PATH=") for item in env):
+        env = [f"PATH={DEFAULT_PATH}", *env]
+    return env
+
+
+def find_program(spec: ProcessSpec, tree: FileTree) -> str | None:
+    """Return the path of the program the process starts, as runc's PATH lookup finds it.
+
+    The path is the one the lookup tried, before its symlinks are resolved, so that keeping
+    it keeps every symlink on the way to the file. None when the image lacks the program.
+    """
+    for candidate in _program_candidates(spec):
+        resolution = tree.resolve(candidate)
+        entry = tree.get(resolution.path) if resolution.path else None
+        if entry is not None and not entry.is_dir:
+            return candidate
+    return None
+
+
 def check_entrypoint(spec: ProcessSpec, tree: FileTree, *, source: str) -> str:
-    """Find the program the process starts in the image, as runc's PATH lookup would.
+    """Return :func:`find_program`'s path of the program the process starts.
 
     Raises ContainerRunError naming the program when the image does not contain it, because
     running it would only fail later with a less helpful runtime message.
     """
-    program = spec.args[0]
-    path_value = next((item[5:] for item in spec.env if item.startswith("PATH=")), DEFAULT_PATH)
-    if "/" in program:
-        candidates = [posixpath.join(spec.cwd, program)]
-    else:
-        candidates = [
-            posixpath.join(directory or "/", program) for directory in path_value.split(":")
-        ]
-    for candidate in candidates:
-        resolution = tree.resolve(posixpath.normpath(candidate))
-        entry = tree.get(resolution.path) if resolution.path else None
-        if entry is not None and not entry.is_dir:
-            return resolution.path  # type: ignore[return-value]
+    found = find_program(spec, tree)
+    if found is not None:
+        return found
     raise ContainerRunError(
-        f"{source}: the entrypoint {program!r} does not exist in the image "
-        f"(looked in {', '.join(candidates[:6])}); fix ENTRYPOINT/CMD or the image's PATH"
+        f"{source}: the program {spec.args[0]!r} that the container starts does not exist in "
+        f"the image (looked in {', '.join(_program_candidates(spec)[:6])}); fix the image's "
+        "ENTRYPOINT, CMD or PATH, or the --cmd-probe ARGS"
     )
+
+
+def _program_candidates(spec: ProcessSpec) -> list[str]:
+    program = spec.args[0]
+    if "/" in program:
+        return [posixpath.normpath(posixpath.join(spec.cwd, program))]
+    path_value = next((item[5:] for item in spec.env if item.startswith("PATH=")), DEFAULT_PATH)
+    return [
+        posixpath.normpath(posixpath.join(directory or "/", program))
+        for directory in path_value.split(":")
+    ]
 
 
 def resolve_user(user: str, files: RootfsReader, *, source: str) -> tuple[int, int, list[int], str]:

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetrim.errors import ContainerRunError, InvalidOptionError
@@ -134,6 +134,8 @@ class ProbeAnswer:
     probe: str
     status: int
     body: bytes
+    # The last line of stderr of a command that exited non-zero, for messages. Not compared.
+    detail: str = field(default="", compare=False)
 
     @property
     def status_name(self) -> str:

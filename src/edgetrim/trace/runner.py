@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,11 @@ def run_bundle(
     command = run.traced(run.runc("run", "--bundle", str(bundle), run.id))
     if overlay is not None:
         command = overlay.mount_command(bundle / "rootfs", cwd=bundle) + command
-    with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
+    with (
+        open(run.stdout_path, "wb") as out,
+        open(run.stderr_path, "wb") as err,
+        _watchdog(run),
+    ):
         process = subprocess.Popen(
             command, cwd=bundle, stdin=subprocess.DEVNULL, stdout=out, stderr=err
         )
@@ -175,7 +180,7 @@ def run_bundle(
         except ContainerRunError as exc:
             raise ContainerRunError(f"{exc}{run.stderr_tail()}") from exc
         finally:
-            _force_stop(run, process)
+            finish_cleanup(lambda: _force_stop(run, process))
     if overlay is not None and run.mount_failed():
         raise ContainerRunError(
             f"could not mount the overlay root filesystem of the run{run.stderr_tail()}; "
@@ -183,7 +188,9 @@ def run_bundle(
         )
     stdout = bounded_output(run.stdout_path)
     if not probes:
-        answers = [ProbeAnswer("command", exit_code if exit_code is not None else -1, stdout)]
+        status = exit_code if exit_code is not None else -1
+        detail = _last_line(run.stderr_path) if status != 0 else ""
+        answers = [ProbeAnswer("command", status, stdout, detail)]
     return RunResult(
         answers=answers,
         exit_code=exit_code,
@@ -246,9 +253,10 @@ def _command_answer(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+    detail = _last_line(stderr_path) if returncode != 0 else ""
     if returncode != 0:
-        log.debug("%s exited with %d: %s", probe, returncode, _last_line(stderr_path))
-    return ProbeAnswer(probe, returncode, bounded_output(stdout_path))
+        log.debug("%s exited with %d: %s", probe, returncode, detail)
+    return ProbeAnswer(probe, returncode, bounded_output(stdout_path), detail)
 
 
 def _wait_bounded(
@@ -323,6 +331,54 @@ def _finish(
         _quiet(run.runc("kill", run.id, "KILL"))
         process.wait(timeout=10)
     return None
+
+
+# The watchdog's shell script: wait for end of file on stdin, which comes when edgetrim's
+# end of the pipe closes, then run the command in "$@" twice. The second attempt catches a
+# container that `runc run` created while the first one ran.
+_WATCHDOG_SCRIPT = 'read -r _; "$@"; sleep 1; exec "$@"'
+
+
+@contextlib.contextmanager
+def _watchdog(run: _Run) -> Iterator[None]:
+    """Delete the run's container if edgetrim dies before the block ends, even by SIGKILL.
+
+    A shell in a session of its own reads from a pipe whose only write end is
+    edgetrim's. When edgetrim exits for any reason, the kernel closes that end, and the shell
+    runs `runc delete --force`, which kills the container's processes. `runc run` and strace
+    then exit too, because their child is gone. When the block ends normally, the watchdog is
+    killed first, because the run has already stopped and deleted its container.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        watchdog = subprocess.Popen(
+            ["sh", "-c", _WATCHDOG_SCRIPT, "sh", *run.runc("delete", "--force", run.id)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        os.close(read_end)
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+        os.close(write_end)
+
+
+def finish_cleanup(action: Callable[[], None]) -> None:
+    """Run a cleanup ``action``, and run it again if SIGINT or SIGTERM interrupts it.
+
+    The ``edgetrim`` command ignores both signals after the first one, so the second attempt
+    runs to its end. The KeyboardInterrupt is raised again afterwards.
+    """
+    try:
+        action()
+    except KeyboardInterrupt:
+        action()
+        raise
 
 
 def _force_stop(run: _Run, process: subprocess.Popen[bytes]) -> None:
