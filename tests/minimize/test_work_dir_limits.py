@@ -60,27 +60,22 @@ def test_full_work_dir_fails_run(filling_job, runtime_tools, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_read_only_work_dir_rejected(filling_job, runtime_tools, tmp_path):
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("ro,size=1m", "cannot create a temporary folder in {work}"),
+        ("size=20m", "no space left for the temporary data in {work}"),
+    ],
+    ids=["read-only", "too-small-for-export"],
+)
+def test_unusable_work_dir_rejected(filling_job, runtime_tools, tmp_path, options, message):
     work = tmp_path / "work"
     work.mkdir()
     result = edgetrim_in_tmpfs(
-        work, "ro,size=1m",
+        work, options,
         "minimize", f"docker-daemon:{filling_job}", f"oci:{tmp_path / 'out'}:min",
         "--work-dir", str(work),
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
-    assert f"cannot create a temporary folder in {work}" in result.stderr
-    assert "internal error" not in result.stderr
-
-
-def test_work_dir_too_small_for_export(filling_job, runtime_tools, tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    result = edgetrim_in_tmpfs(
-        work, "size=20m",
-        "minimize", f"docker-daemon:{filling_job}", f"oci:{tmp_path / 'out'}:min",
-        "--work-dir", str(work),
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    assert f"no space left for the temporary data in {work}" in result.stderr
+    assert message.format(work=work) in result.stderr
     assert "internal error" not in result.stderr
