@@ -21,8 +21,30 @@ fi
 "$repo/scripts/start-docker.sh"
 "$repo/scripts/build-base-image.sh"
 
+# Without the buildx plugin, the Docker CLI (checked with 28.2.2) prints "DEPRECATED: The legacy
+# builder is deprecated ..." on every build, and DOCKER_BUILDKIT=0 only swaps it for another
+# DEPRECATED notice. The demo needs only the legacy builder, so that notice is dropped from the
+# build's stderr and everything else, errors included, is printed.
+drop_legacy_builder_notice() {
+    awk '
+        /^DEPRECATED: The legacy builder is deprecated/ { in_notice = 1; next }
+        in_notice && /^[ \t]/ { next }
+        in_notice && /^$/ { in_notice = 0; next }
+        { in_notice = 0; print }
+    '
+}
+
 echo "demo: building $source_tag from examples/python-http"
-docker build --network=host -q -t "$source_tag" "$repo/examples/python-http" >/dev/null
+build_errors=$(mktemp "${TMPDIR:-/tmp}/edgetrim-demo.XXXXXX")
+trap 'rm -f "$build_errors"' EXIT
+build_status=0
+docker build --network=host -q -t "$source_tag" "$repo/examples/python-http" \
+    >/dev/null 2>"$build_errors" || build_status=$?
+drop_legacy_builder_notice <"$build_errors" >&2
+if [ "$build_status" -ne 0 ]; then
+    echo "demo: docker build failed with exit status $build_status; its message is above" >&2
+    exit "$build_status"
+fi
 source_id=$(docker image inspect -f '{{.Id}}' "$source_tag")
 
 echo "demo: edgetrim minimize docker-daemon:$source_tag docker-archive:$archive --http-probe 8080/"

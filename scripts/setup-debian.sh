@@ -4,7 +4,8 @@
 # Steps: install the Debian packages below, create .venv in the repository with edgetrim and its
 # test extras, start the private Docker engine (scripts/start-docker.sh) and build the base image
 # (scripts/build-base-image.sh). Every step is skipped or repeated harmlessly on a second run.
-# The tools' own output goes to a temporary log, whose end is printed only if a step fails.
+# Each step's name is printed when it starts. The tools' own output goes to a temporary log,
+# whose end is printed only if a step fails.
 set -eu
 
 # What each package is for:
@@ -26,10 +27,12 @@ fi
 log=$(mktemp "${TMPDIR:-/tmp}/edgetrim-setup.XXXXXX")
 trap 'rm -f "$log"' EXIT
 
-# Run a command with its output in the log. If it fails, print the end of the log and stop.
+# Print the step's name, then run the command with its output in the log. If it fails, print
+# the end of the log and stop.
 run_logged() {
     what=$1
     shift
+    echo "setup-debian: $what ..."
     if ! "$@" >>"$log" 2>&1; then
         echo "setup-debian: $what failed. The last lines of its output:" >&2
         tail -n 40 "$log" >&2

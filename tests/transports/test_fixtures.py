@@ -258,7 +258,11 @@ IMAGE_CASES = [
         "docker-archive",
         Loads(GCR_IMAGE_1, (3,), ("bazel/v1/tarball:test_image_1",)),
     ),
-    Case(f"{LAYOUT}/test_image", "oci", Raises(ImageFormatError, "index.json is missing")),
+    Case(
+        f"{LAYOUT}/test_image",
+        "oci",
+        Raises(ImageFormatError, "an extracted docker archive (manifest.json, no index.json)"),
+    ),
     # OCI layouts inside tar files load through docker-archive:, as docker load reads them.
     Case(
         "dive/test-oci-estargz-image.tar",

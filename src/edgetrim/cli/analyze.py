@@ -23,7 +23,10 @@ from edgetrim.transports.reference import Transport, check_output_path, check_so
 _PIPE_WIDTH = 120
 
 
-@click.command("analyze")
+@click.command(
+    "analyze",
+    short_help="Analyze each SOURCE: layers, waste, packages and attack surface.",
+)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option(
     "--json",

@@ -20,7 +20,10 @@ from edgetrim.transports import open_image, write_image
 __all__ = ["copy_command", "parse_platform"]
 
 
-@click.command("copy")
+@click.command(
+    "copy",
+    short_help="Copy the image SOURCE to DEST and print its digest at DEST.",
+)
 @click.argument("source")
 @click.argument("dest")
 @platform_option("copy")

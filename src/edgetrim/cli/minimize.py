@@ -59,7 +59,11 @@ class _MinimizeCommand(click.Command):
         return super().parse_args(ctx, rewritten)
 
 
-@click.command("minimize", cls=_MinimizeCommand)
+@click.command(
+    "minimize",
+    cls=_MinimizeCommand,
+    short_help="Run SOURCE under probes and keep in DEST only the files it needs.",
+)
 @click.argument("source")
 @click.argument("dest")
 @click.option(

@@ -17,9 +17,13 @@ raises it. The defaults are far above what real images use and can be changed pe
     Bytes of a docker or OCI archive that was compressed as a whole and is decompressed into a
     temporary file before reading. Default 64 GiB.
 
-Values are byte counts, optionally with a binary suffix: ``512M``, ``8G``, ``1T`` (K, M, G and
-T are powers of 1024). The size of one tar header, including PAX and GNU extension records, is
-capped at :data:`MAX_HEADER_BYTES` and cannot be changed: real headers are a few KiB.
+Values are whole byte counts, optionally with a unit. ``KB``, ``MB``, ``GB`` and ``TB`` are
+powers of 1000, as in the rules of ``analyze --fail-if``. ``KiB``, ``MiB``, ``GiB`` and ``TiB``
+are powers of 1024, and so are the bare letters ``K``, ``M``, ``G`` and ``T``, as GNU ``dd`` and
+``docker run --memory`` read them. Units are case-insensitive.
+
+The size of one tar header, including PAX and GNU extension records, is capped at
+:data:`MAX_HEADER_BYTES` and cannot be changed: real headers are a few KiB.
 """
 
 from __future__ import annotations
@@ -42,8 +46,28 @@ LAYER_SIZE_VARIABLE = "EDGETRIM_MAX_LAYER_SIZE"
 LAYER_ENTRIES_VARIABLE = "EDGETRIM_MAX_LAYER_ENTRIES"
 ARCHIVE_SIZE_VARIABLE = "EDGETRIM_MAX_ARCHIVE_SIZE"
 
-_SIZE_RE = re.compile(r"^([0-9]+)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
-_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"^([0-9]+)\s*([A-Za-z]*)$")
+# Keys are lower case, because units are matched case-insensitively.
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+    "k": 1 << 10,
+    "m": 1 << 20,
+    "g": 1 << 30,
+    "t": 1 << 40,
+}
+_UNIT_CONVENTION = (
+    "KB, MB, GB and TB are powers of 1000, while K, M, G, T, KiB, MiB, GiB and TiB are powers "
+    "of 1024"
+)
 
 
 @dataclass(frozen=True)
@@ -66,11 +90,19 @@ class LayerLimits:
 
 
 def parse_size(text: str) -> int:
-    """Parse a byte count such as ``4096``, ``512M`` or ``8GiB``; raise ValueError if invalid."""
+    """Parse a byte count such as ``4096``, ``500MB`` or ``8GiB``; raise ValueError if invalid.
+
+    The units are those of the module docstring: ``1KB`` is 1000 bytes, ``1K`` and ``1KiB``
+    are 1024.
+    """
     match = _SIZE_RE.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a size; write bytes, or a number with K, M, G or T")
-    return int(match.group(1)) * _SUFFIXES[match.group(2).upper()]
+    factor = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or factor is None:
+        raise ValueError(
+            f"{text!r} is not a size; write a whole number of bytes, optionally with a unit: "
+            f"{_UNIT_CONVENTION}"
+        )
+    return int(match.group(1)) * factor
 
 
 def _read_size(variable: str, default: int) -> int:

@@ -10,6 +10,9 @@ LAYOUT_VERSION = "1.0.0"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 # containerd records the full image name here, such as docker.io/library/alpine:latest.
 IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
+# Files of a docker save archive, which the OCI readers look for to suggest docker-archive:.
+DOCKER_MANIFEST_FILE = "manifest.json"
+DOCKER_REPOSITORIES_FILE = "repositories"
 
 
 def blob_path(digest: Digest) -> str:

@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgetrim.errors import ImageFormatError, ImageWriteError
+from edgetrim.errors import ImageWriteError
 from edgetrim.image import mediatypes
 from edgetrim.image.digest import Digest
 from edgetrim.image.model import Descriptor, Image, Layer, Platform
@@ -30,7 +30,7 @@ from edgetrim.transports._oci_write import (
     oci_manifest,
 )
 from edgetrim.transports._source import open_archive_source
-from edgetrim.transports.oci_layout import load_layout
+from edgetrim.transports.oci_layout import load_layout, reject_other_formats
 
 __all__ = ["read_oci_archive", "write_oci_archive"]
 
@@ -51,11 +51,7 @@ def read_oci_archive(
     display = display or str(path)
     with contextlib.ExitStack() as stack:
         source = open_archive_source(path, display, stack, kind="OCI archive")
-        if not source.exists(INDEX_FILE) and source.exists("manifest.json"):
-            raise ImageFormatError(
-                f"{display}: a docker archive (manifest.json, no index.json), not an OCI "
-                "archive; read it with docker-archive:"
-            )
+        reject_other_formats(source, archive=not path.is_dir())
         yield load_layout(source, ref=ref, source_index=source_index, platform=platform)
 
 

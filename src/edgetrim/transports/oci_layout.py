@@ -18,6 +18,7 @@ from typing import Any
 
 from edgetrim.errors import ImageFormatError, ImageNotFoundError, InvalidReferenceError
 from edgetrim.image import mediatypes
+from edgetrim.image.compression import Compression, sniff
 from edgetrim.image.digest import Digest, VerifyingReader
 from edgetrim.image.model import Descriptor, Image, ImageConfig, Layer, Platform
 from edgetrim.transports import _blobs
@@ -29,6 +30,8 @@ from edgetrim.transports._json import (
     parse_json,
 )
 from edgetrim.transports._layout import (
+    DOCKER_MANIFEST_FILE,
+    DOCKER_REPOSITORIES_FILE,
     IMAGE_NAME_ANNOTATION,
     INDEX_FILE,
     LAYOUT_FILE,
@@ -36,7 +39,7 @@ from edgetrim.transports._layout import (
     blob_path,
 )
 from edgetrim.transports._oci_write import write_oci_layout
-from edgetrim.transports._source import BlobSource, DirectorySource
+from edgetrim.transports._source import BlobSource, DirectorySource, TarSource
 from edgetrim.transports.reference import normalize_docker_name
 
 __all__ = [
@@ -47,10 +50,14 @@ __all__ = [
     "load_layout",
     "platform_matches",
     "read_oci_layout",
+    "reject_other_formats",
     "write_oci_layout",
 ]
 
 CONFIG_TYPES = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
+_NO_MANIFESTS = (
+    "lists no manifests ('manifests' is empty, null or missing), so it contains no image to read"
+)
 # An index nested deeper than this is a loop or a crafted layout.
 _MAX_INDEX_DEPTH = 8
 # platform.machine() values and the Go architecture names that image platforms use.
@@ -88,11 +95,85 @@ def read_oci_layout(
         raise ImageNotFoundError(f"{display}: no such folder; check the path of the OCI layout")
     if not path.is_dir():
         raise ImageFormatError(
-            f"{display}: is a file, but oci: reads an OCI layout folder; "
-            "for a docker save archive use docker-archive:"
+            f"{display}: is a file, but oci: reads an OCI layout folder; {_advise_for_file(path)}"
         )
     source = DirectorySource(path, display=display)
+    reject_other_formats(source, archive=False)
     yield load_layout(source, ref=ref, source_index=source_index, platform=platform)
+
+
+def _advise_for_file(path: Path) -> str:
+    """Return which transport reads the image file ``path``, judged from its tar members."""
+    either = "read an OCI archive with oci-archive: or a docker save archive with docker-archive:"
+    if not path.is_file():
+        return either
+    try:
+        with open(path, "rb") as stream:
+            compressed = sniff(stream.read(4)) is not Compression.NONE
+        # A compressed archive would have to be decompressed to list its members, which
+        # costs too much for advice in an error message.
+        if compressed:
+            return either
+        members = TarSource(path)
+    except (OSError, ImageFormatError):
+        return either
+    is_oci = members.exists(INDEX_FILE)
+    is_docker = members.exists(DOCKER_MANIFEST_FILE) or members.exists(DOCKER_REPOSITORIES_FILE)
+    if is_docker:
+        # Docker 25 and later write both formats into one archive, and docker-archive: reads
+        # those even when their index.json lists no manifests.
+        return "the file is a docker save archive, so read it with docker-archive:"
+    if is_oci:
+        return "the file is an OCI archive, so read it with oci-archive:"
+    return (
+        "the file is a tar archive without index.json or manifest.json, so it is not an "
+        "image archive"
+    )
+
+
+def reject_other_formats(source: BlobSource, *, archive: bool) -> None:
+    """Raise ImageFormatError naming the right transport when ``source`` is not an OCI layout.
+
+    ``archive`` is True for a tar file read by oci-archive:, so that the message speaks of an
+    archive. A docker archive, or a folder it was extracted to, is sent to docker-archive:.
+    """
+    docker_files = [
+        name for name in (DOCKER_MANIFEST_FILE, DOCKER_REPOSITORIES_FILE) if source.exists(name)
+    ]
+    if not source.exists(INDEX_FILE):
+        if docker_files:
+            kind, expected = ("a docker archive", "an OCI archive")
+            if not archive:
+                kind, expected = ("an extracted docker archive", "an OCI layout")
+            raise ImageFormatError(
+                f"{source.display}: {kind} ({docker_files[0]}, no index.json), not {expected}; "
+                "read it with docker-archive:"
+            )
+        if archive:
+            raise ImageFormatError(
+                f"{source.display}: not an OCI archive because index.json is missing; pass a tar "
+                "that skopeo, buildah or podman wrote to oci-archive:, or that "
+                "docker buildx build --output type=oci wrote"
+            )
+        raise ImageFormatError(
+            f"{source.display}: not an OCI layout because index.json is missing; "
+            "pass the folder that skopeo, buildah or docker buildx wrote"
+        )
+    if docker_files and not _lists_manifests(source):
+        raise ImageFormatError(
+            f"{source.describe(INDEX_FILE)}: {_NO_MANIFESTS}. The docker {docker_files[0]} "
+            "beside it may still describe the image, so read it with docker-archive:"
+        )
+
+
+def _lists_manifests(source: BlobSource) -> bool:
+    """True unless index.json is a JSON object whose ``manifests`` is empty, null or missing.
+
+    An index.json that is valid JSON but not an object counts as listing manifests, so that
+    load_layout reports it.
+    """
+    index = source.read_json(INDEX_FILE)
+    return not isinstance(index, dict) or bool(index.get("manifests"))
 
 
 def load_layout(
@@ -137,10 +218,7 @@ def _check_layout_file(source: BlobSource) -> None:
 def _index_entries(index: dict[str, Any], *, where: str) -> list[Descriptor]:
     manifests = get_field(index, "manifests", list, where=where, default=[])
     if not manifests:
-        raise ImageFormatError(
-            f"{where}: lists no manifests ('manifests' is empty, null or missing); "
-            "so there is no image to read"
-        )
+        raise ImageFormatError(f"{where}: {_NO_MANIFESTS}")
     return [
         parse_descriptor(item, where=f"{where} manifests[{i}]") for i, item in enumerate(manifests)
     ]
@@ -158,8 +236,8 @@ def _select_entry(
     if source_index is not None:
         if source_index >= len(entries):
             raise ImageNotFoundError(
-                f"{display}: no image @{source_index}; index.json lists {len(entries)}: "
-                f"{_list_entries(entries)}"
+                f"{display}: no image @{source_index}, because index.json lists only @0 to "
+                f"@{len(entries) - 1}: {_list_entries(entries)}"
             )
         return entries[source_index]
     if ref is not None:
@@ -177,7 +255,7 @@ def _select_entry(
         return None
     raise InvalidReferenceError(
         f"{display}: the layout contains {len(distinct)} images, so the reference must choose "
-        f"one with :REF or :@INDEX; index.json lists {_list_entries(entries)}"
+        f"one with :REF or :@INDEX; index.json lists them as {_list_entries(entries)}"
     )
 
 
@@ -209,11 +287,16 @@ def _docker_name_of(entry: Descriptor) -> str | None:
 
 
 def _list_entries(entries: list[Descriptor]) -> str:
-    described = []
+    """Describe the entries of index.json by @INDEX, one item per distinct manifest.
+
+    Several refs often name one manifest (``3``, ``3.18`` and ``latest``). Their entries
+    are joined with "or" into one item, so that the number of items is the number of images.
+    """
+    images: dict[Digest, list[str]] = {}
     for i, entry in enumerate(entries):
         label = entry.annotations.get(REF_ANNOTATION) or str(entry.platform or "") or "no ref"
-        described.append(f"@{i} ({label})")
-    return ", ".join(described)
+        images.setdefault(entry.digest, []).append(f"@{i} ({label})")
+    return ", ".join(" or ".join(choices) for choices in images.values())
 
 
 def choose_platform(children: list[Descriptor], want: Platform, *, where: str) -> Descriptor:
