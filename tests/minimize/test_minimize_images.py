@@ -247,8 +247,9 @@ def test_same_keep_gives_same_digest(batch_job, runtime_tools, tmp_path):
     )
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    first_digest = re.search(r"\((sha256:[0-9a-f]{64})\)", first.stdout)
-    second_digest = re.search(r"\((sha256:[0-9a-f]{64})\)", second.stdout)
+    # oci: identifies the image by the digest of the manifest written.
+    first_digest = re.search(r"\(manifest digest (sha256:[0-9a-f]{64})\)", first.stdout)
+    second_digest = re.search(r"\(manifest digest (sha256:[0-9a-f]{64})\)", second.stdout)
     assert first_digest is not None, first.stdout
     assert second_digest is not None, second.stdout
     assert first_digest.group(1) == second_digest.group(1)

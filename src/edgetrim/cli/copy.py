@@ -14,7 +14,7 @@ from edgetrim.cli.options import (
     registry_settings,
 )
 from edgetrim.image.model import Platform
-from edgetrim.transports import open_image, write_image
+from edgetrim.transports import open_image, write_image, written_digest_name
 
 # cli/minimize.py imports parse_platform from this module.
 __all__ = ["copy_command", "parse_platform"]
@@ -53,4 +53,4 @@ def copy_command(
     options = replace(registry_settings(ca_cert, insecure), chunk_size=chunk_size or None)
     with open_image(source, platform=platform, registry=options) as image:
         digest = write_image(image, dest, registry=options)
-    click.echo(f"copied {source} to {dest} ({digest})")
+    click.echo(f"copied {source} to {dest} ({written_digest_name(dest)} {digest})")

@@ -23,7 +23,7 @@ from edgetrim.minimize.pipeline import MinimizeOptions, MinimizeResult, minimize
 from edgetrim.minimize.surface import surface_rows
 from edgetrim.trace.probes import ExecProbe, HostProbe, HttpProbe, TcpProbe
 from edgetrim.trace.runner import ServiceProbes, finish_cleanup
-from edgetrim.transports import Transport, open_image, write_image
+from edgetrim.transports import Transport, open_image, write_image, written_digest_name
 from edgetrim.transports._atomic import write_bytes
 from edgetrim.transports.reference import check_destination, check_output_path, parse_reference
 
@@ -318,7 +318,8 @@ def _print_summary(result: MinimizeResult, dest: str, digest: str, seconds: floa
     click.echo(f"{'':18}{'original':>14}{'minimized':>14}")
     click.echo(f"{'files':18}{before.files:>14,}{after.files:>14,}")
     click.echo(f"{'content bytes':18}{before.content_bytes:>14,}{after.content_bytes:>14,}")
-    click.echo(f"{'stored blob bytes':18}{before.blob_bytes:>14,}{after.blob_bytes:>14,}")
+    # The config blob counts too, so this is a little more than analyze's blob_bytes.
+    click.echo(f"{'config+layer blobs':18}{before.blob_bytes:>14,}{after.blob_bytes:>14,}")
     ratio = after.content_bytes / before.content_bytes if before.content_bytes else 1.0
     removed = before.files - after.files
     click.echo(
@@ -337,4 +338,4 @@ def _print_summary(result: MinimizeResult, dest: str, digest: str, seconds: floa
             "not verified: no run was made, because --keep-list without probes only copies the "
             "listed files; add probes to run and compare both images"
         )
-    click.echo(f"wrote {dest} ({digest}) in {seconds:.1f} s")
+    click.echo(f"wrote {dest} ({written_digest_name(dest)} {digest}) in {seconds:.1f} s")

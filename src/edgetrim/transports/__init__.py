@@ -50,6 +50,7 @@ __all__ = [
     "open_image",
     "parse_reference",
     "write_image",
+    "written_digest_name",
 ]
 
 
@@ -142,6 +143,16 @@ def _open(
 
     assert ref.name is not None
     return read_docker_daemon(ref.name, platform=platform)
+
+
+def written_digest_name(reference: str) -> str:
+    """Name the digest that :func:`write_image` returns for ``reference``, for messages.
+
+    Docker archives and the engine identify an image by its config digest, the image ID;
+    the other transports by the digest of the manifest written.
+    """
+    docker_kinds = (Transport.DOCKER_ARCHIVE, Transport.DOCKER_DAEMON)
+    return "image ID" if parse_reference(reference).transport in docker_kinds else "manifest digest"
 
 
 def write_image(
