@@ -111,8 +111,8 @@ def test_archive_written_during_the_scan(fixtures_dir: Path, tmp_path: Path, mon
     real_verify = stored.StoredLayers.verify
 
     def write_then_verify(self):
-        # Another program writes to the archive while the analysis runs: here the same byte
-        # back, so only the file's change time tells.
+        # Another program writes to the archive while the analysis runs. It writes the same
+        # byte back, so only the file's change time shows the write.
         with open(archive, "r+b") as writer:
             writer.write(archive.read_bytes()[:1])
         real_verify(self)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli.commands import edgetrim, one_error_line
 from tests.transports.registry_server import (
     PASSWORD,
     USER,
@@ -22,30 +20,6 @@ from tests.transports.registry_server import (
 
 MULTIPLATFORM = Path("stereoscope/oci/multiplatform_oci_dir")
 SMALL_ARCHIVE = Path("go-containerregistry/whiteout_image.tar")
-
-
-def edgetrim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    # The registry variables of the caller's shell would change what the tests check.
-    clean = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("EDGETRIM_INSECURE", "EDGETRIM_CA_CERT")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "edgetrim", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**clean, **(env or {})},
-    )
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("edgetrim: ")
-    return lines[0]
 
 
 # -- --platform ----------------------------------------------------------------------------------

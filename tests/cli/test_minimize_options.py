@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.cli.commands import edgetrim, one_error_line
 from tests.transports.registry_server import Registry
-
-
-def edgetrim(*args: str) -> subprocess.CompletedProcess[str]:
-    # The registry variables of the caller's shell would change what the tests check.
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("EDGETRIM_INSECURE", "EDGETRIM_CA_CERT")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "edgetrim", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
-    )  # fmt: skip
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("edgetrim: ")
-    return lines[0]
 
 
 def write_keep_list(path: Path, *paths: str) -> Path:

@@ -38,7 +38,7 @@ _ELF_MAGIC = b"\x7fELF"
 # The ELF header fields read here end with e_type at byte 18.
 _HEAD_SIZE = 18
 # Regular files of this size or more go to the hashing workers when the layer is read in
-# place; smaller ones are hashed here, where a job's cost (a message, a result, a mapping)
+# place. Smaller ones are hashed here, because a job's cost (a message, a result, a mapping)
 # would be close to the hashing. In paired runs on the python-http example (2 CPUs), 256 KiB
 # took about 0.93 times as long as 64 KiB, 16 KiB was slower, and 1 or 4 MiB no different.
 _HAND_OVER_SIZE = 256 << 10

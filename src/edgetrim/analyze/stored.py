@@ -38,7 +38,7 @@ MIN_BYTES = 32 << 20
 
 
 class StoredPlace:
-    """Where one qualifying layer lies, and the jobs to hash its files there."""
+    """The location of one qualifying layer, and the jobs that hash its files there."""
 
     def __init__(self, owner: StoredLayers, file: StoredFile, offset: int, size: int, label: str):
         self._owner = owner

@@ -73,7 +73,7 @@ class _Worker:
         """Hash up to ``limit`` more bytes of ``job``; return whether it is complete.
 
         The bytes are mapped, not copied: the page cache is hashed where it lies. Each window
-        is unmapped after use, so the memory this process holds stays below the window size.
+        is unmapped after use, so this process maps less than one window of the file at a time.
         """
         while job.left and limit > 0:
             size = min(job.left, STEP, limit)

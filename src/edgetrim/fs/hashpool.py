@@ -2,11 +2,11 @@
 
 ``edgetrim analyze`` hashes every file of an image and checks every layer digest: two sha256
 passes over the image's bytes. In one Python process those passes share a core with the tar
-parsing, and threads contend for the GIL between calls. When a layer is a plain range of a
-local file, as in a ``docker save`` archive or an OCI layout, the parser sends worker processes
-the offset and length of each large file and of each whole layer, and they read and hash those
-bytes themselves. The worker (:mod:`edgetrim.fs._hashworker`) is a separate interpreter that imports
-only the standard library.
+parsing, and threads contend for the GIL between calls. A layer may be a plain range of a
+local file, as in a ``docker save`` archive or an OCI layout. The parser then sends worker
+processes the offset and length of each large file and of each whole layer, and the workers
+read and hash those bytes themselves. The worker (:mod:`edgetrim.fs._hashworker`) is a
+separate interpreter that imports only the standard library.
 
 Each job goes to the worker with the fewest bytes assigned so far. Workers hash file jobs before
 the remaining steps of layer jobs, so that the file digests, needed first, are ready soon after
@@ -210,7 +210,7 @@ class _Worker:
         )
 
     def close(self, *, kill: bool) -> None:
-        # A worker with jobs left would work on for nobody.
+        # Nobody collects the results of a worker's remaining jobs, so it is stopped.
         if (kill or self.outstanding) and self.process.poll() is None:
             self.process.kill()
         for stream in (self.process.stdin, self.process.stdout):

@@ -160,24 +160,6 @@ class TarMember:
         self.entry.digest = digest.hexdigest()
         return self.entry.digest
 
-    def read_head(self, size: int) -> bytes:
-        """Return the first ``size`` bytes of a regular file's content and leave the rest.
-
-        The iteration passes over the rest when it moves on, without reading it where the
-        stream can skip. ``entry.digest`` stays unset: whoever hashes the content elsewhere,
-        from ``offset``, sets it.
-        """
-        self._start_reading()
-        head = b""
-        try:
-            for chunk in self._content():
-                head += bytes(chunk[: size - len(head)])
-                if len(head) >= size:
-                    break
-        except (tarfile.TarError, TarReadError) as exc:
-            raise self._corrupt(exc) from exc
-        return head
-
     def _start_reading(self) -> None:
         if not self.entry.is_regular:
             raise ValueError(f"{self.entry.path} is a {self.entry.type.value}, not a regular file")

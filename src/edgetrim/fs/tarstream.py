@@ -215,7 +215,7 @@ class TarStream:
             pass
 
     def content_at_once(self, size: int) -> memoryview | None:
-        """Take the next ``size`` bytes as one slice if the current chunk holds them all.
+        """Take the next ``size`` bytes as one slice if the current chunk contains them all.
 
         Returns None, taking nothing, if it does not. The slice is valid until the next chunk.
         """

@@ -212,7 +212,7 @@ class _LayerTarStream:
 
 @dataclass(frozen=True)
 class StoredRange:
-    """Where a blob's bytes lie as they are in a local file: ``size`` bytes from ``offset``."""
+    """The location of a blob's bytes in a local file: ``size`` bytes from ``offset``."""
 
     path: str
     offset: int
@@ -225,9 +225,9 @@ class Layer:
 
     ``digest`` and ``size`` describe the stored blob; ``diff_id`` is the digest of its
     uncompressed tar. ``opener`` returns the raw stored bytes; it is None for a foreign layer
-    whose blob is not in the image (reading it then raises ImageFormatError). ``stored`` says
-    where those bytes lie when they are a plain range of a local file, so that a reader may
-    read them in place; the opener stays the way to read them verified.
+    whose blob is not in the image (reading it then raises ImageFormatError). ``stored`` is
+    the location of those bytes when they are a plain range of a local file, so that a reader
+    may read them in place. The opener is still the way to read them verified.
     """
 
     descriptor: Descriptor
